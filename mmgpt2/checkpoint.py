@@ -1,0 +1,98 @@
+"""Self-describing checkpoints: `config.json` + `model.safetensors`, written atomically.
+
+Only the trainable parts are stored; the frozen encoder and LM are named by their specs so the
+folder alone rebuilds the whole pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp_path)` then rename into `path`, so a crash never leaves a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n"))
+
+
+def save_weights(path: str | os.PathLike, state: dict[str, torch.Tensor]) -> None:
+    """Save a state dict as safetensors, atomically (tied/shared tensors are cloned)."""
+    tensors = {k: v.detach().contiguous().clone().cpu() for k, v in state.items()}
+    atomic_write(path, lambda p: save_file(tensors, str(p)))
+
+
+def save_folder(folder: str | os.PathLike, config: dict[str, Any], state: dict[str, torch.Tensor]) -> Path:
+    """Write `config.json` and `model.safetensors` into `folder` (the weights first, then the config)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_weights(folder / WEIGHTS_NAME, state)
+    atomic_write_json(folder / CONFIG_NAME, config)
+    return folder
+
+
+def read_config(folder: str | os.PathLike) -> dict[str, Any]:
+    path = Path(folder) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no {CONFIG_NAME}; not an mmgpt2 model folder")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+def load_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    path = Path(folder) / WEIGHTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: no {WEIGHTS_NAME}")
+    return load_file(str(path))
+
+
+def load_matching_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load `state` strictly, with an error that names every mismatched tensor and its shapes."""
+    own = module.state_dict()
+    problems = [f"missing {k}" for k in own if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in own]
+    problems += [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if problems:
+        raise ValueError(f"{source}: weights do not fit the model: " + "; ".join(problems[:8]))
+    module.load_state_dict(state)
+
+
+def copy_folder_atomic(src: Path, dst: Path) -> None:
+    """Replace `dst` by a copy of `src` in one rename."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    old = dst.with_name(f".{dst.name}.old")
+    if dst.exists():
+        os.replace(dst, old)
+    os.replace(tmp, dst)
+    shutil.rmtree(old, ignore_errors=True)

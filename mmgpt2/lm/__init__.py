@@ -1,0 +1,5 @@
+"""The frozen language model: prefix embeddings in, loss or text out."""
+
+from .frozen_lm import IGNORE_INDEX, FrozenLM, load_lm
+
+__all__ = ["FrozenLM", "load_lm", "IGNORE_INDEX"]

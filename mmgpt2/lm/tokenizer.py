@@ -1,0 +1,22 @@
+"""A tokenizer that needs no download, for random-weight LMs (shape and speed checks)."""
+
+from __future__ import annotations
+
+
+def fallback_tokenizer():
+    """The embedded shapes tokenizer when present, else a byte-level BPE with only the 256 bytes."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from ..paths import MODELS_DIR
+
+    folder = MODELS_DIR / "shapes-gpt2"
+    if (folder / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(folder)
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    byte_vocab = {ch: i for i, ch in enumerate(pre_tokenizers.ByteLevel.alphabet())}
+    byte_vocab["<|endoftext|>"] = len(byte_vocab)
+    tok = Tokenizer(models.BPE(vocab=byte_vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")

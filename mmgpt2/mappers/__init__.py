@@ -1,0 +1,47 @@
+"""Small trainable networks that turn encoder features into GPT-2 prefix embeddings.
+
+Every mapper takes ``(pooled (B, D), tokens (B, N, Dt) or None)`` and returns ``(B, K, d_lm)``.
+Each is registered here by its config's ``type`` so checkpoints can rebuild it from JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from torch import nn
+
+from .mlp import MLPMapper, MLPMapperConfig
+from .transformer import TransformerMapper, TransformerMapperConfig
+
+MAPPERS: dict[str, tuple[type[nn.Module], type]] = {
+    "mlp": (MLPMapper, MLPMapperConfig),
+    "transformer": (TransformerMapper, TransformerMapperConfig),
+}
+
+
+def register_mapper(name: str, module_cls: type[nn.Module], config_cls: type) -> None:
+    """Make a mapper type buildable from its config dict (applications register theirs)."""
+    MAPPERS[name] = (module_cls, config_cls)
+
+
+def build_mapper(config: dict[str, Any] | Any) -> nn.Module:
+    """Build a mapper from a config dataclass or its dict form (``{"type": "mlp", ...}``)."""
+    if dataclasses.is_dataclass(config):
+        config = dataclasses.asdict(config)
+    kind = config.get("type")
+    if kind not in MAPPERS:
+        raise ValueError(f"unknown mapper type {kind!r}; known: {sorted(MAPPERS)}")
+    module_cls, config_cls = MAPPERS[kind]
+    return module_cls(config_cls(**config))
+
+
+__all__ = [
+    "MAPPERS",
+    "MLPMapper",
+    "MLPMapperConfig",
+    "TransformerMapper",
+    "TransformerMapperConfig",
+    "build_mapper",
+    "register_mapper",
+]
