@@ -51,6 +51,10 @@ class PrefixPipeline(nn.Module):
         raise NotImplementedError
 
     # --- shared ---------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The training loss; going through `forward` lets DDP wrap the pipeline (accelerate)."""
+        return self.training_loss(batch)
+
     @property
     def device(self) -> torch.device:
         return self.lm.device

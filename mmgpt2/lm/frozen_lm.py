@@ -180,7 +180,8 @@ def load_lm(spec: str, device: str | None = None) -> FrozenLM:
         from ..paths import embedded_model_dir
 
         folder = embedded_model_dir(rest)
-        model = AutoModelForCausalLM.from_pretrained(folder)
+        # Embedded weights are stored in fp16 to keep assets/ small; compute in fp32 on CPU.
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(folder)
     elif kind == "random":
         from transformers import GPT2Config, GPT2LMHeadModel

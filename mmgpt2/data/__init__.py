@@ -1,0 +1,16 @@
+"""Caption datasets, the feature cache and training examples."""
+
+from .datasets import FeatureCaptionDataset, collate_dicts
+from .features import FeatureStore, extract_features
+from .records import CaptionRecord, read_captions, read_coco_karpathy, read_jsonl
+
+__all__ = [
+    "CaptionRecord",
+    "FeatureCaptionDataset",
+    "FeatureStore",
+    "collate_dicts",
+    "extract_features",
+    "read_captions",
+    "read_coco_karpathy",
+    "read_jsonl",
+]

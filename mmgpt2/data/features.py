@@ -1,0 +1,124 @@
+"""Encode each image once into a sharded safetensors cache (ClipCap re-encodes per caption).
+
+Layout of a cache folder::
+
+    index.json                      {"encoder": spec, "images": {path: [shard, row]}, "shards": [...]}
+    features-00000.safetensors      "pooled" (N, D) float16 [, "tokens" (N, T, Dt) float16]
+    failed.jsonl                    {"image": path, "error": reason} for each skipped file
+
+Extraction is resumable: finished shards are kept and their images are not encoded again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from ..checkpoint import atomic_write, atomic_write_json
+from ..encoders import VisionEncoder
+from ..images import load_image
+
+
+def extract_features(
+    image_paths: Sequence[str],
+    encoder: VisionEncoder,
+    out_dir: str | os.PathLike,
+    tokens: bool = False,
+    batch_size: int = 64,
+    shard_size: int = 4096,
+    progress: bool = True,
+) -> FeatureStore:
+    """Encode every distinct image once; bad images are reported by path and skipped.
+
+    Example:
+        >>> store = extract_features(["a.png", "b.png"], load_encoder("embedded:shapes-clip"), "feats/")
+        >>> store.pooled("a.png").shape
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    index_path = out / "index.json"
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {"images": {}, "shards": []}
+    if index.get("encoder") not in (None, encoder.spec):
+        raise ValueError(f"{out}: cache was built with encoder {index['encoder']!r}, not {encoder.spec!r}")
+    index["encoder"], index["tokens"] = encoder.spec, tokens or index.get("tokens", False)
+    failed_path = out / "failed.jsonl"
+    failed = {json.loads(x)["image"] for x in failed_path.read_text().splitlines()} if failed_path.is_file() else set()
+    todo = [p for p in dict.fromkeys(str(p) for p in image_paths) if p not in index["images"] and p not in failed]
+
+    bar = tqdm(total=len(todo), desc="encoding images", unit="img", disable=not progress)
+    for start in range(0, len(todo), shard_size):
+        chunk = todo[start : start + shard_size]
+        kept, pooled, toks = [], [], []
+        for b in range(0, len(chunk), batch_size):
+            images = []
+            for path in chunk[b : b + batch_size]:
+                try:
+                    images.append(load_image(path))
+                    kept.append(path)
+                except ValueError as err:
+                    failed.add(path)
+                    tqdm.write(f"skipped {err}")
+                    with open(failed_path, "a", encoding="utf-8") as f:
+                        f.write(json.dumps({"image": path, "error": str(err)}) + "\n")
+            if images:
+                p, t = encoder.encode_image(encoder.preprocess_batch(images), return_tokens=True)
+                pooled.append(p.half().cpu())
+                if tokens:
+                    toks.append(t.half().cpu())
+            bar.update(len(chunk[b : b + batch_size]))
+        if not kept:
+            continue
+        name = f"features-{len(index['shards']):05d}.safetensors"
+        tensors = {"pooled": torch.cat(pooled)}
+        if tokens:
+            tensors["tokens"] = torch.cat(toks)
+        atomic_write(out / name, lambda p, t=tensors: save_file(t, str(p)))
+        index["shards"].append(name)
+        index["images"].update({path: [name, row] for row, path in enumerate(kept)})
+        atomic_write_json(index_path, index)  # after the shard: the index never points at a missing file
+    bar.close()
+    if not index_path.is_file():
+        atomic_write_json(index_path, index)
+    return FeatureStore(out)
+
+
+class FeatureStore:
+    """Read access to a feature cache; all shards are loaded into memory once (float32)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        index_path = self.folder / "index.json"
+        if not index_path.is_file():
+            raise FileNotFoundError(f"{self.folder}: no index.json; run `mmgpt2 extract-features` first")
+        self.index = json.loads(index_path.read_text())
+        self.encoder_spec: str = self.index.get("encoder", "")
+        self._shards = {name: load_file(str(self.folder / name)) for name in self.index["shards"]}
+
+    def __contains__(self, image: str) -> bool:
+        return str(image) in self.index["images"]
+
+    def __len__(self) -> int:
+        return len(self.index["images"])
+
+    @property
+    def has_tokens(self) -> bool:
+        return bool(self.index.get("tokens"))
+
+    def _get(self, image: str, key: str) -> torch.Tensor:
+        try:
+            shard, row = self.index["images"][str(image)]
+        except KeyError:
+            raise KeyError(f"{image}: not in feature cache {self.folder} (skipped as unreadable, or not extracted)") from None
+        return self._shards[shard][key][row].float()
+
+    def pooled(self, image: str) -> torch.Tensor:
+        return self._get(image, "pooled")
+
+    def tokens(self, image: str) -> torch.Tensor:
+        return self._get(image, "tokens")

@@ -1,0 +1,144 @@
+"""One training loop for every trainable application, on `accelerate`.
+
+The same code runs on one CPU, one GPU or many (``accelerate launch``): accelerate shards the
+batches over processes, wraps the pipeline in DDP and applies autocast for bf16/fp16.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from ..data.datasets import collate_dicts
+from .config import TrainConfig
+from .state import load_training_state, save_training_state
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A permutation fixed by (seed, epoch): a resumed run sees the same order as an unbroken one."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        return iter(torch.randperm(self.size, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def linear_warmup(warmup: int, total: int) -> Callable[[int], float]:
+    """Linear warm-up to the peak, then linear decay to zero at `total` (ClipCap's schedule)."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def train(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    config: TrainConfig,
+    collate_fn: Callable[[list], dict[str, Any]] = collate_dicts,
+) -> Path:
+    """Train the pipeline's trainable parts; returns the folder of the final model.
+
+    Example:
+        >>> cap = PrefixCaptioner.build("embedded:shapes-clip", "embedded:shapes-gpt2", mapper="mlp")
+        >>> train(cap, FeatureCaptionDataset(records, store), TrainConfig(out_dir="runs/x", epochs=1))
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+    from accelerate.utils import set_seed
+
+    out = Path(config.out_dir)
+    ckpt_dir = out / "checkpoint"
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        AcceleratorState._reset_state()  # a second run in one process may change mixed precision
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, cpu=not torch.cuda.is_available())
+    set_seed(config.seed)
+
+    sampler = EpochShuffleSampler(len(dataset), config.seed)
+    loader = DataLoader(
+        dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate_fn, num_workers=config.num_workers, drop_last=False
+    )
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{type(model).__name__} has no trainable parameters")
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes)
+    total = config.max_steps or steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup(config.warmup_steps, total))
+
+    step, start_epoch, skip = 0, 0, 0
+    if config.resume and (ckpt_dir / "trainer_state.json").is_file():
+        state = load_training_state(ckpt_dir, model, optimizer, scheduler)
+        step, start_epoch, skip = state["step"], state["epoch"], state["batches_in_epoch"]
+        accelerator.print(f"resumed from {ckpt_dir} at step {step}")
+    elif config.resume:
+        accelerator.print(f"no checkpoint under {ckpt_dir}; starting from scratch")
+
+    # The scheduler stays unprepared: accelerate would step it once per process per step.
+    wrapped, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    wrapped.train()
+    seen: list[int] = []
+    bar = tqdm(total=total, initial=step, desc="training", unit="step", disable=not (config.progress and accelerator.is_main_process))
+    epoch = start_epoch
+    while step < total:
+        loader.set_epoch(epoch)  # accelerate passes it on to its copy of our sampler
+        done_in_epoch = skip
+        # Skipping by iterating (not accelerate.skip_first_batches) keeps the epoch's permutation.
+        for batch in itertools.islice(loader, skip, None):
+            skip = 0
+            if config.log_seen_indices:
+                seen += batch["index"].tolist()
+            with accelerator.autocast():
+                loss = wrapped(batch)
+            accelerator.backward(loss)
+            if config.grad_clip:
+                accelerator.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            done_in_epoch += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
+            last_in_epoch = done_in_epoch >= steps_per_epoch
+            if step % config.save_every == 0 or step >= total:
+                _checkpoint(accelerator, model, optimizer, scheduler, ckpt_dir, step, epoch + last_in_epoch, 0 if last_in_epoch else done_in_epoch)
+            if step >= total:
+                break
+        epoch += 1
+    bar.close()
+    if config.log_seen_indices:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"seen_rank{accelerator.process_index}.json").write_text(json.dumps(seen))
+    final = out / "final"
+    if accelerator.is_main_process:
+        accelerator.unwrap_model(wrapped).save_pretrained(final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _checkpoint(accelerator, model, optimizer, scheduler, folder: Path, step: int, epoch: int, batches_in_epoch: int) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_training_state(folder, model, optimizer, scheduler, step, epoch, batches_in_epoch)
+    accelerator.wait_for_everyone()
