@@ -33,6 +33,10 @@ def build_mapper(config: dict[str, Any] | Any) -> nn.Module:
     if kind not in MAPPERS:
         raise ValueError(f"unknown mapper type {kind!r}; known: {sorted(MAPPERS)}")
     module_cls, config_cls = MAPPERS[kind]
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"mapper config of type {kind!r} has unknown fields {unknown}; it takes {sorted(known)}")
     return module_cls(config_cls(**config))
 
 

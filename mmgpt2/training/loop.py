@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any

@@ -1,0 +1,31 @@
+"""Caption metrics come from pycocoevalcap; without Java the error says what to install."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from mmgpt2.eval import JavaMissingError, score_captions
+
+REFS = {"1": ["a small red circle at the top", "a red circle, small, at the top"], "2": ["a large blue square on the left"]}
+
+
+def test_exact_predictions_score_higher_than_wrong_ones():
+    good = score_captions({"1": "a small red circle at the top", "2": "a large blue square on the left"}, REFS)
+    bad = score_captions({"1": "a large green star", "2": "two yellow triangles"}, REFS)
+    assert set(good) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"}
+    assert good["BLEU-4"] > 0.95 and good["METEOR"] > 0.9
+    for metric in good:
+        assert good[metric] > bad[metric], metric
+
+
+def test_missing_java_gives_a_clear_error(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(JavaMissingError, match="need Java.*openjdk"):
+        score_captions({"1": "x"}, REFS)
+
+
+def test_predictions_without_references_are_named():
+    with pytest.raises(ValueError, match="id '9'"):
+        score_captions({"9": "x"}, REFS)
