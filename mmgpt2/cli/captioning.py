@@ -29,13 +29,6 @@ def generation_kwargs(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
-def read_lines(path: str) -> list[str]:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    return [line.strip() for line in p.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-
-
 def cmd_caption(args: argparse.Namespace) -> int:
     from ..images import iter_images
     from ..pipeline import load_pipeline
@@ -45,7 +38,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
     if args.user is not None or args.user_history is not None:
         if not hasattr(model, "users"):
             raise ValueError(f"model {args.model!r} is not personalized; --user/--user-history need e.g. shapes-users-tiny")
-        extra["user"] = args.user if args.user is not None else model.user_from_history(read_lines(args.user_history))
+        extra["user"] = args.user if args.user is not None else model.user_from_history_file(args.user_history)
     results, failed = [], 0
     loaded = [(path, im) for path, im, err in iter_images(args.images) if not (err and print(f"skipped {err}", file=sys.stderr))]
     failed = len(args.images) - len(loaded)

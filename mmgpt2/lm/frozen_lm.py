@@ -126,17 +126,18 @@ class FrozenLM(nn.Module):
         prompts: Sequence[str] | Sequence[Sequence[int]] | None = None,
     ) -> torch.Tensor:
         """Mean next-token NLL of `targets` (each followed by EOS) after prefix and prompt."""
+        for i, t in enumerate(targets):
+            if isinstance(t, str) and not t.strip():
+                raise ValueError(f"caption {i} is empty; every training caption needs at least one word")
         target_ids = self.tokenize(targets, add_eos=True) if isinstance(targets[0], str) else targets
         prompt_ids = self.tokenize(prompts) if prompts is not None and isinstance(prompts[0], str) else prompts
-        for i, t in enumerate(target_ids):
-            if len(t) <= 1 and isinstance(targets[i], str) and not targets[i].strip():
-                raise ValueError(f"caption {i} is empty; every training caption needs at least one word")
         batch = self.build_inputs(prefix_embeds, prompt_ids, target_ids)
-        labels = batch.pop("labels")
-        logits = self.forward(**batch)
-        return nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
-        )
+        next_labels = batch.pop("labels")[:, 1:]
+        hidden = self.model.base_model(**batch).last_hidden_state[:, :-1]
+        # The LM head runs only where a label is: prefix, prompt and padding positions need no logits.
+        keep = next_labels != IGNORE_INDEX
+        logits = self.model.get_output_embeddings()(hidden[keep])
+        return nn.functional.cross_entropy(logits.float(), next_labels[keep])
 
     @torch.no_grad()
     def generate(
