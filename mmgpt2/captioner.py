@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -12,7 +13,7 @@ from PIL import Image
 from .encoders import VisionEncoder, load_encoder
 from .images import load_image
 from .lm import FrozenLM, load_lm
-from .mappers import build_mapper
+from .mappers import MAPPERS, build_mapper
 from .pipeline import PrefixPipeline, check_feature_size
 
 ImageLike = str | os.PathLike | Image.Image
@@ -55,11 +56,16 @@ class PrefixCaptioner(PrefixPipeline):
         encoder = load_encoder(encoder) if isinstance(encoder, str) else encoder
         lm = load_lm(lm) if isinstance(lm, str) else lm
         config = {"type": mapper, "input_dim": encoder.embed_dim, "lm_dim": lm.hidden_size, **mapper_kwargs}
+        if mapper in MAPPERS and "token_dim" in {f.name for f in dataclasses.fields(MAPPERS[mapper][1])}:
+            config.setdefault("token_dim", encoder.token_dim)  # mappers that read patch tokens
         return cls(encoder, lm, build_mapper(config), generation)
 
-    def trainable_config(self) -> dict[str, Any]:
-        import dataclasses
+    @property
+    def uses_tokens(self) -> bool:
+        """Whether the mapper reads patch tokens (train on a feature cache with tokens)."""
+        return bool(getattr(self.mapper.config, "token_dim", None))
 
+    def trainable_config(self) -> dict[str, Any]:
         return {"mapper": dataclasses.asdict(self.mapper.config)}
 
     @classmethod

@@ -27,8 +27,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; saved models should read like any file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -50,6 +50,12 @@ class PrefixPipeline(nn.Module):
     def training_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         raise NotImplementedError
 
+    def save_extras(self, folder: Path) -> None:
+        """Write files beside the weights (a user store, a knowledge graph); none by default."""
+
+    def load_extras(self, folder: Path) -> None:
+        """Read what `save_extras` wrote; called by every `from_pretrained`, `load_pipeline` too."""
+
     # --- shared ---------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Any]) -> torch.Tensor:
         """The training loss; going through `forward` lets DDP wrap the pipeline (accelerate)."""
@@ -81,6 +87,7 @@ class PrefixPipeline(nn.Module):
             "generation": self.generation,
             **self.trainable_config(),
         }
+        self.save_extras(Path(folder))
         return save_folder(folder, config, self.trainable_state_dict())
 
     @classmethod
@@ -108,6 +115,7 @@ class PrefixPipeline(nn.Module):
         lm = lm or load_lm(config["lm"])
         model = target(encoder=encoder, lm=lm, generation=config.get("generation"), **target.build_trainable(config, encoder, lm))
         model.load_trainable_state_dict(load_weights(folder), source=str(folder))
+        model.load_extras(folder)
         model.eval()
         return model.to(device) if device else model
 

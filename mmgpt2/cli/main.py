@@ -7,7 +7,7 @@ import importlib
 import sys
 
 #: Modules under mmgpt2.cli that add sub-commands; each defines `register(subparsers)`.
-COMMAND_MODULES = ["captioning", "worlds_cmd"]
+COMMAND_MODULES = ["captioning", "worlds_cmd", "video", "medical", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

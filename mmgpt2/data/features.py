@@ -46,7 +46,10 @@ def extract_features(
     index = json.loads(index_path.read_text()) if index_path.is_file() else {"images": {}, "shards": []}
     if index.get("encoder") not in (None, encoder.spec):
         raise ValueError(f"{out}: cache was built with encoder {index['encoder']!r}, not {encoder.spec!r}")
-    index["encoder"], index["tokens"] = encoder.spec, tokens or index.get("tokens", False)
+    if index["images"] and tokens and not index.get("tokens"):
+        raise ValueError(f"{out}: cache was built without patch tokens; extract into a new folder with tokens=True")
+    index["encoder"] = encoder.spec
+    index["tokens"] = bool(index.get("tokens", tokens) if index["images"] else tokens)
     failed_path = out / "failed.jsonl"
     failed = {json.loads(x)["image"] for x in failed_path.read_text().splitlines()} if failed_path.is_file() else set()
     todo = [p for p in dict.fromkeys(str(p) for p in image_paths) if p not in index["images"] and p not in failed]

@@ -40,6 +40,10 @@ def build_mapper(config: dict[str, Any] | Any) -> nn.Module:
     return module_cls(config_cls(**config))
 
 
+# Application mappers register themselves on import; importing them here makes every saved
+# mapper type loadable through `build_mapper` alone.
+from . import fusion, projector, query_guided  # noqa: E402, F401
+
 __all__ = [
     "MAPPERS",
     "MLPMapper",

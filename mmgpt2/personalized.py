@@ -1,0 +1,229 @@
+"""`PersonalizedCaptioner`: UAPT (user-aware prefix tuning) on a frozen encoder and a frozen GPT-2.
+
+image -> encoder patch tokens + pooled -> query-guided mapper -> visual prefix ─┐
+user  -> TF-IDF context words -> frozen GPT-2 word embeddings ────────────────┴─> fusion -> prefix -> GPT-2
+
+Only the mapper and the fusion layer train. The folder holds `config.json`, `model.safetensors`
+and `users.json` (the `UserStore`: every known user's context words and the IDF for new users).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .captioner import ImageLike
+from .encoders import VisionEncoder, load_encoder
+from .images import load_image
+from .lm import FrozenLM, load_lm
+from .mappers import build_mapper
+from .mappers.fusion import FusionConfig, FusionTransformer
+from .mappers.query_guided import QueryGuidedMapper  # noqa: F401  (registers the "query_guided" mapper)
+from .personalization import UserContextModel, UserStore, read_history
+from .pipeline import PrefixPipeline, check_feature_size
+
+USERS_NAME = "users.json"
+
+#: What `caption(..., user=...)` accepts: a known user id, that user's context words, or past captions.
+UserLike = str | Sequence[str] | None
+
+
+class PersonalizedCaptioner(PrefixPipeline):
+    """Caption images in a given user's style.
+
+    Example:
+        >>> cap = PersonalizedCaptioner.from_pretrained("shapes-users-tiny")
+        >>> cap.users[:3]
+        ['ada', 'bo', 'cy']
+        >>> cap.caption("assets/examples/shapes_0.png", user="ada")
+        >>> cap.caption("assets/examples/shapes_0.png", user=["wow so cute red heart", "tiny blue dot!!"])
+    """
+
+    kind = "personalized_captioner"
+
+    def __init__(
+        self,
+        encoder: VisionEncoder,
+        lm: FrozenLM,
+        mapper: torch.nn.Module,
+        fusion: FusionTransformer,
+        user_store: UserStore | None = None,
+        context_dropout: float = 0.1,
+        generation: dict[str, Any] | None = None,
+    ):
+        super().__init__(encoder, lm, generation)
+        self.mapper = mapper
+        self.fusion = fusion
+        # Training drops the whole context of some examples, so the model also captions without one.
+        self.context_dropout = float(context_dropout)
+        self.user_store = user_store or UserStore(UserContextModel())
+        check_feature_size(mapper.config.input_dim, encoder.embed_dim, encoder.spec)
+        if mapper.config.lm_dim != lm.hidden_size or fusion.config.lm_dim != lm.hidden_size:
+            raise ValueError(f"mapper/fusion width {mapper.config.lm_dim} does not match LM {lm.spec!r} ({lm.hidden_size})")
+
+    @classmethod
+    def build(
+        cls,
+        encoder: str | VisionEncoder,
+        lm: str | FrozenLM,
+        user_store: UserStore | None = None,
+        use_tokens: bool = True,
+        fusion: dict[str, Any] | None = None,
+        context_dropout: float = 0.1,
+        generation: dict[str, Any] | None = None,
+        **mapper_kwargs: Any,
+    ) -> PersonalizedCaptioner:
+        """A new captioner with untrained mapper and fusion sized to fit `encoder` and `lm`.
+
+        Example:
+            >>> store = UserStore.build({"ada": ["a red circle #art"], "bo": ["blue square, top"]})
+            >>> PersonalizedCaptioner.build("embedded:shapes-clip", "embedded:users-gpt2", store, prefix_length=8)
+        """
+        encoder = load_encoder(encoder) if isinstance(encoder, str) else encoder
+        lm = load_lm(lm) if isinstance(lm, str) else lm
+        mapper = build_mapper({
+            "type": "query_guided", "input_dim": encoder.embed_dim, "lm_dim": lm.hidden_size,
+            "token_dim": encoder.token_dim if use_tokens else None, **mapper_kwargs,
+        })
+        fusion_module = FusionTransformer(FusionConfig(lm_dim=lm.hidden_size, **(fusion or {})))
+        return cls(encoder, lm, mapper, fusion_module, user_store, context_dropout, generation)
+
+    # --- saving ---------------------------------------------------------------------------------
+    def trainable_config(self) -> dict[str, Any]:
+        return {
+            "mapper": dataclasses.asdict(self.mapper.config),
+            "fusion": dataclasses.asdict(self.fusion.config),
+            "context_dropout": self.context_dropout,
+            "users_file": USERS_NAME,
+        }
+
+    @classmethod
+    def build_trainable(cls, config, encoder, lm):
+        mapper_config = config.get("mapper") or {}
+        check_feature_size(mapper_config.get("input_dim", -1), encoder.embed_dim, encoder.spec)
+        fusion_config = {k: v for k, v in (config.get("fusion") or {}).items() if k != "type"}
+        return {
+            "mapper": build_mapper(mapper_config),
+            "fusion": FusionTransformer(FusionConfig(**fusion_config)),
+            "context_dropout": config.get("context_dropout", 0.1),
+        }
+
+    def save_pretrained(self, folder: str | os.PathLike) -> Path:
+        """Write config, trainable weights and the user store (`users.json`)."""
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self.user_store.save(Path(folder) / USERS_NAME)
+        return super().save_pretrained(folder)
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+        # `from_pretrained` (also through `load_pipeline`) passes the checkpoint folder as `source`;
+        # the user store lives beside the weights there.
+        super().load_trainable_state_dict(state, source)
+        users_path = Path(source) / USERS_NAME
+        if users_path.is_file():
+            self.user_store = UserStore.load(users_path)
+
+    # --- users ----------------------------------------------------------------------------------
+    @property
+    def users(self) -> list[str]:
+        """Ids of the users whose context is stored with the model."""
+        return self.user_store.ids()
+
+    def user_from_history_file(self, path: str | os.PathLike) -> list[str]:
+        """Context words of a new user from a text file of their past captions (one per line).
+
+        Bounded for huge files (the last `MAX_POSTS` lines are used). Pass the result as `user=`.
+        """
+        return self.user_store.model.context(read_history(path))
+
+    def context_words(self, user: UserLike) -> list[str]:
+        """Resolve `user` to context words (empty list: no personalization).
+
+        A string is a user id; a list whose items contain spaces is a history of captions (TF-IDF
+        over them, with the model's IDF); a list of single words is taken as context words.
+        """
+        if user is None:
+            return []
+        if isinstance(user, str):
+            if user not in self.user_store:
+                raise ValueError(self.user_store.unknown_user_message(user))
+            return list(self.user_store[user])
+        items = [str(x) for x in user if str(x).strip()]
+        if any(len(x.split()) > 1 for x in items):
+            return self.user_store.model.context(items)
+        return [x.strip().lower() for x in items][: self.user_store.model.top_n]
+
+    def embed_context(self, contexts: Sequence[Sequence[str] | str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Context words -> frozen LM word embeddings (B, C, d) and a mask (B, C), C <= max_context_tokens."""
+        texts = [c if isinstance(c, str) else " ".join(c) for c in contexts]
+        limit = self.fusion.config.max_context_tokens
+        ids = [x[:limit] for x in self.lm.tokenize(texts)]
+        width = max(1, max(len(x) for x in ids))
+        padded = torch.full((len(ids), width), self.lm.pad_token_id, dtype=torch.long, device=self.device)
+        mask = torch.zeros((len(ids), width), dtype=torch.bool, device=self.device)
+        for i, x in enumerate(ids):
+            padded[i, : len(x)] = torch.tensor(x, dtype=torch.long, device=self.device)
+            mask[i, : len(x)] = True
+        with torch.no_grad():
+            embeds = self.lm.embed(padded).float()
+        return embeds, mask
+
+    # --- the heart: features + user -> prefix embeddings ----------------------------------------
+    def prefix(
+        self, pooled: torch.Tensor, tokens: torch.Tensor | None, contexts: Sequence[Sequence[str] | str]
+    ) -> torch.Tensor:
+        visual = self.mapper(pooled.to(self.device), None if tokens is None else tokens.to(self.device))
+        embeds, mask = self.embed_context(contexts)
+        return self.fusion(visual, embeds, mask)
+
+    def training_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        """Batch from `mmgpt2.personalization.PersonalizedFeatureDataset`: pooled, tokens, captions, context."""
+        contexts = list(batch["context"])
+        if self.training and self.context_dropout > 0:
+            drop = (torch.rand(len(contexts)) < self.context_dropout).tolist()
+            contexts = ["" if d else c for c, d in zip(contexts, drop, strict=True)]
+        return self.lm.loss(self.prefix(batch["pooled"], batch.get("tokens"), contexts), batch["captions"])
+
+    # --- inference ------------------------------------------------------------------------------
+    def encode_images(self, images: Sequence[ImageLike]) -> tuple[torch.Tensor, torch.Tensor]:
+        pixels = self.encoder.preprocess_batch([load_image(im) for im in images])
+        return self.encoder.encode_image(pixels, return_tokens=True)
+
+    @torch.no_grad()
+    def caption(
+        self, images: Sequence[ImageLike] | ImageLike, user: UserLike = None, batch_size: int = 32, **gen_kwargs: Any
+    ) -> list[str]:
+        """Captions of `images` written as `user` would: a known id, context words, or past captions.
+
+        Unknown ids raise `ValueError` naming the known ones; an empty history gives the
+        non-personalized caption with a warning. `gen_kwargs` as in `transformers.generate`.
+        """
+        if isinstance(images, (str, os.PathLike, Image.Image)):
+            images = [images]
+        words = self.context_words(user)
+        if user is not None and not words:
+            warnings.warn(
+                "the user's history gave no context words (empty or only words every user writes); "
+                "captioning without personalization",
+                stacklevel=2,
+            )
+        out: list[str] = []
+        for i in range(0, len(images), batch_size):
+            pooled, tokens = self.encode_images(images[i : i + batch_size])
+            out += self.caption_features(pooled, tokens, [words] * pooled.shape[0], **gen_kwargs)
+        return out
+
+    @torch.no_grad()
+    def caption_features(
+        self, pooled: torch.Tensor, tokens: torch.Tensor | None, contexts: Sequence[Sequence[str] | str], **gen_kwargs
+    ) -> list[str]:
+        """Captions from precomputed features, one context (word list) per image."""
+        if not self.mapper.config.token_dim:
+            tokens = None
+        return self.lm.generate(self.prefix(pooled, tokens, contexts), **self.generation_kwargs(gen_kwargs))

@@ -1,0 +1,187 @@
+"""Build the chest world's embedded models: tokenizer, `chest-gpt2`, `chest-clip`, `chest-tiny` (+ KG).
+
+Stages (each skipped when its output exists; `--force` redoes all):
+
+1. a byte-level BPE tokenizer on the world's text (reports, prompts, explanations);
+2. `assets/models/chest-gpt2`: a tiny GPT-2 pretrained on that text, then frozen;
+3. `assets/models/chest-clip`: a tiny open_clip trained contrastively on (image, triplet text);
+4. train/test chest data under `--build-dir`, their features (pooled + patch tokens);
+5. the knowledge graph from the *training reports* (pattern extractor), triplets only;
+6. `assets/models/chest-tiny`: the Med-XPT explainer trained with retrieved triplets in the prompt
+   (the training image's own study excluded from its retrieval), shipped with its graph in `kg/`;
+7. `<build-dir>/chest-tiny-nokg`: the same explainer, same budget, without triplets (for
+   `benchmarks/medical.py`).
+
+Run: ``python recipes/build_chest.py`` (about 15 minutes on 2 CPU cores); ``--quick`` for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+if "--quick" in sys.argv:  # a smoke run must never overwrite the shipped models
+    os.environ["MMGPT2_ASSETS"] = str(Path("build/chest-quick/assets").resolve())
+
+from mmgpt2.paths import MODELS_DIR  # noqa: E402
+from mmgpt2.worlds import chest  # noqa: E402
+from mmgpt2.worlds.tiny_models import folder_size_mb, train_tiny_clip, train_tiny_gpt2, train_tokenizer  # noqa: E402
+
+CLIP_CFG = {
+    "embed_dim": 64,
+    # 64 px in 16 px patches: a 4x4 grid is enough to tell the side and the lobe of a finding, and
+    # small enough to train in minutes on a busy 2-core machine.
+    "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 64, "layers": 2, "head_width": 32, "mlp_ratio": 4.0},
+    "text_cfg": {"context_length": 32, "width": 64, "heads": 2, "layers": 1, "mlp_ratio": 4.0},
+}
+ALL_TRIPLETS = sorted({chest.triplet_line(c) for c in chest.all_cases() if c.kind})
+
+
+def clip_text(case: chest.ChestCase) -> str:
+    return chest.triplet_line(case) if case.kind else "clear lungs with no acute finding"
+
+
+def corpus(n: int, seed: int) -> list[str]:
+    """Domain text for the tokenizer and the frozen GPT-2: reports and prompt + explanation documents."""
+    from mmgpt2.medical import build_prompt
+
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n):
+        case = chest.sample_case(rng)
+        texts.append(case.report(rng))
+        triplets = chest.distractor_triplets(case, rng, 7) if rng.random() < 0.6 else None
+        diagnosis = case.diagnosis if rng.random() < 0.8 else None
+        texts.append(build_prompt(triplets, diagnosis) + " " + case.explanation(rng))
+    return texts
+
+
+class ClipBatches:
+    """Batches from a pool of pre-rendered cases (rendering each batch afresh would double CLIP time)."""
+
+    def __init__(self, n: int, seed: int = 100):
+        rng = random.Random(seed)
+        cases = [chest.sample_case(rng) for _ in range(n)]
+        self.pool = [(chest.render_case(c, rng).convert("RGB"), clip_text(c)) for c in cases]
+
+    def __call__(self, rng: random.Random, n: int):
+        picks = [self.pool[rng.randrange(len(self.pool))] for _ in range(n)]
+        return [p[0] for p in picks], [p[1] for p in picks]
+
+
+def train_explainer(encoder, lm, kg, records, store, out_dir: Path, steps: int, use_kg: bool, seed: int = 0):
+    from mmgpt2.medical import ExplanationDataset, MedicalExplainer
+    from mmgpt2.training import TrainConfig, train
+
+    torch.manual_seed(seed)
+    model = MedicalExplainer.build(encoder, lm, prefix_length=8, num_layers=2, num_heads=4,
+                                   generation={"max_new_tokens": 32}, kg=kg if use_kg else None)
+    paths = [r["path"] for r in records]
+    pooled = torch.stack([store.pooled(p) for p in paths])
+    prompts, _ = model.prompts_for(pooled, [r["diagnosis"] for r in records], use_kg=use_kg,
+                                   exclude_source=[r["id"] for r in records])
+    items = [{"image": p, "prompt": q, "explanation": r["explanation"]} for p, q, r in zip(paths, prompts, records, strict=True)]
+    run_dir = out_dir.with_name(f".{out_dir.name}.run")
+    final = train(model, ExplanationDataset(items, store),
+                  TrainConfig(out_dir=str(run_dir), max_steps=steps, batch_size=16, lr=1e-3, warmup_steps=max(1, steps // 10),
+                              save_every=10**9, seed=seed))
+    trained = MedicalExplainer.from_pretrained(final, encoder=encoder, lm=lm)
+    trained.kg = kg if use_kg else None
+    trained.save_pretrained(out_dir)
+    import shutil
+
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return out_dir
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build-dir", default="build/chest")
+    ap.add_argument("--quick", action="store_true", help="tiny step counts: a smoke run, not shippable models")
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--n-train", type=int, default=1500)
+    ap.add_argument("--n-test", type=int, default=300)
+    ap.add_argument("--explainer-steps", type=int, default=150)
+    ap.add_argument("--only", choices=["gpt2", "clip", "data", "kg", "nokg"],
+                    help="run one stage: gpt2 and clip can run in parallel, then data, then kg and nokg in parallel")
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    q = args.quick
+    build = Path(args.build_dir)
+    build.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    times = {}
+
+    def stage(name, out: Path, fn):
+        if out.exists() and not args.force:
+            print(f"[skip] {name}: {out} exists")
+            return
+        s = time.time()
+        fn()
+        times[name] = time.time() - s
+        print(f"[done] {name} in {times[name]:.0f}s")
+
+    tok = build / "tokenizer"
+    texts = corpus(300 if q else 4000, seed=0)
+    stage("tokenizer", tok, lambda: train_tokenizer(texts, vocab_size=700, out_dir=tok))
+    gpt2_dir = MODELS_DIR / "chest-gpt2"
+    if args.only != "clip":
+        stage("chest-gpt2", gpt2_dir, lambda: train_tiny_gpt2(texts, tok, gpt2_dir, n_layer=2, n_embd=64, n_head=2,
+                                                             n_positions=160, steps=20 if q else 150, batch_size=16))
+    if args.only == "gpt2":
+        return
+    clip_dir = MODELS_DIR / "chest-clip"
+    stage("chest-clip", clip_dir, lambda: train_tiny_clip(ClipBatches(300 if q else 3000), tok, clip_dir, model_cfg=CLIP_CFG,
+                                                         steps=20 if q else 70, batch_size=32, lr=3e-3))
+    if args.only == "clip":
+        return
+
+    from mmgpt2.data import extract_features
+    from mmgpt2.encoders import load_encoder
+    from mmgpt2.lm import load_lm
+    from mmgpt2.retrieval import KnowledgeGraph, PatternExtractor
+
+    encoder, lm = load_encoder("embedded:chest-clip"), load_lm("embedded:chest-gpt2")
+    n_train, n_test = (200, 50) if q else (args.n_train, args.n_test)
+    splits = {}
+    for split, n, seed in (("train", n_train, 1), ("test", n_test, 2)):
+        folder = build / split
+        stage(f"{split} data", folder / "records.jsonl", lambda f=folder, n=n, s=seed: chest.make_records(n, s, f))
+        recs = [json.loads(x) for x in (folder / "records.jsonl").read_text().splitlines()]
+        for r in recs:
+            r["path"] = str(folder / r["image"])
+        splits[split] = recs
+    feats = build / "features"
+    stage("features", feats / "index.json",
+          lambda: extract_features([r["path"] for s in splits.values() for r in s], encoder, feats, tokens=True))
+    from mmgpt2.data import FeatureStore
+
+    store = FeatureStore(feats)
+    # The graph holds triplets extracted from the training reports only: never test reports, never images.
+    kg = KnowledgeGraph.from_reports([(r["id"], r["report"]) for r in splits["train"]], encoder, extractor=PatternExtractor())
+    print(f"knowledge graph: {kg}")
+    steps = 30 if q else args.explainer_steps
+    if args.only == "data":
+        return
+    if args.only != "nokg":
+        stage("chest-tiny", MODELS_DIR / "chest-tiny",
+              lambda: train_explainer(encoder, lm, kg, splits["train"], store, MODELS_DIR / "chest-tiny", steps, use_kg=True))
+    if args.only != "kg":
+        stage("chest-tiny-nokg", build / "chest-tiny-nokg",
+              lambda: train_explainer(encoder, lm, kg, splits["train"], store, build / "chest-tiny-nokg", steps, use_kg=False))
+    if args.only:
+        return
+    sizes = {n: folder_size_mb(MODELS_DIR / n) for n in ("chest-clip", "chest-gpt2", "chest-tiny")}
+    print("asset sizes (MB):", {k: round(v, 2) for k, v in sizes.items()}, "total", round(sum(sizes.values()), 2))
+    print("stage times (s):", {k: round(v) for k, v in times.items()}, f"total {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

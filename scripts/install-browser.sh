@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what the browser tests (tests/test_demo_browser.py) need, only where it is missing:
+# Debian's chromium (Playwright drives it through executable_path, so Playwright never downloads a
+# browser of its own) and the Python packages playwright + gradio in the active Python.
+# Safe to run many times: each step is skipped when its result is already there.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+PY="${PYTHON:-python}"
+
+if [ ! -x /usr/bin/chromium ]; then
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+  echo "install-browser: installing Debian chromium with apt-get"
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+fi
+/usr/bin/chromium --version || { echo "install-browser: /usr/bin/chromium does not run" >&2; exit 1; }
+
+if ! "$PY" -c "import playwright" 2>/dev/null; then
+  echo "install-browser: pip install playwright (no browser download: the tests use /usr/bin/chromium)"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$PY" -m pip install -q playwright
+fi
+if ! "$PY" -c "import gradio" 2>/dev/null; then
+  echo "install-browser: pip install gradio (the demo the browser tests open)"
+  "$PY" -m pip install -q gradio
+fi
+echo "install-browser: ready"

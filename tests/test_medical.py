@@ -1,0 +1,188 @@
+"""`MedicalExplainer`: prompt, loss masking, KG use and fallbacks, save/load, odd inputs."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from PIL import Image
+
+from mmgpt2.encoders import VisionEncoder
+from mmgpt2.lm import FrozenLM
+from mmgpt2.lm.frozen_lm import IGNORE_INDEX
+from mmgpt2.medical import KG_INTRO, MedicalExplainer, build_prompt
+from mmgpt2.retrieval import KnowledgeGraph
+
+
+class TinyTextImageEncoder(VisionEncoder):
+    """Random conv image tower + bag-of-bytes text tower in one 16-d space (wiring tests only)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.spec, self.embed_dim, self.token_dim = "test:tiny-text-image", 16, 12
+        self.conv = torch.nn.Conv2d(3, 12, 8, stride=8)
+        self.proj = torch.nn.Linear(12, 16)
+        self.text = torch.nn.EmbeddingBag(256, 16)
+        self.preprocess = lambda im: torch.from_numpy(
+            __import__("numpy").asarray(im.convert("RGB").resize((32, 32)), dtype="float32") / 255
+        ).permute(2, 0, 1)
+        self.freeze()
+
+    def _encode_image(self, pixels):
+        tokens = self.conv(pixels).flatten(2).transpose(1, 2)
+        return self.proj(tokens.mean(1)), tokens
+
+    def _encode_text(self, texts):
+        return torch.stack([self.text(torch.tensor([list(t.encode()[:64])]))[0] for t in texts])
+
+
+def tiny_lm() -> FrozenLM:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from mmgpt2.lm.tokenizer import fallback_tokenizer
+
+    tok = fallback_tokenizer()
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=1024, vocab_size=len(tok),
+                     eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id)
+    return FrozenLM(GPT2LMHeadModel(cfg), tok, spec="test:tiny-gpt2")
+
+
+TRIPLETS = [
+    {"head": "left pleural effusion", "relation": "suggestive_of", "tail": "pleural effusion", "source_id": "a"},
+    {"head": "right lobe opacity", "relation": "suggestive_of", "tail": "pneumonia", "source_id": "b"},
+]
+
+
+@pytest.fixture(scope="module")
+def parts():
+    return TinyTextImageEncoder(), tiny_lm()
+
+
+@pytest.fixture
+def model(parts):
+    enc, lm = parts
+    kg = KnowledgeGraph.from_triplets(TRIPLETS, enc, progress=False)
+    return MedicalExplainer.build(enc, lm, prefix_length=3, num_layers=1, num_heads=2, kg=kg, kg_k=2,
+                                  generation={"max_new_tokens": 4})
+
+
+def gray_xray(seed: int = 0) -> Image.Image:
+    g = torch.Generator().manual_seed(seed)
+    return Image.fromarray((torch.rand(48, 48, generator=g) * 255).byte().numpy(), "L")
+
+
+def test_prompt_lists_triplets_then_asks_about_the_diagnosis():
+    p = build_prompt(["a suggestive of b", "c suggestive of d"], "Pleural Effusion")
+    assert p == (f"{KG_INTRO} a suggestive of b; c suggestive of d. "
+                 "Question: why does this chest x-ray suggest pleural effusion? Answer:")
+    assert KG_INTRO not in build_prompt([], "Edema")
+
+
+def test_loss_covers_only_explanation_tokens(model):
+    lm = model.lm
+    prompt = build_prompt(["left pleural effusion suggestive of pleural effusion"], "Pleural Effusion")
+    expl = " fluid at the left base"
+    prompt_ids, target_ids = lm.tokenize([prompt]), lm.tokenize([expl], add_eos=True)
+    prefix = model.prefix(torch.randn(1, 16), torch.randn(1, 16, 12))
+    labels = lm.build_inputs(prefix, prompt_ids, target_ids)["labels"][0]
+    k, p = prefix.shape[1], len(prompt_ids[0])
+    assert (labels[: k + p] == IGNORE_INDEX).all()
+    assert labels[k + p :].tolist() == target_ids[0]
+    # and the training loss is exactly the NLL of those tokens: changing the prompt text moves it,
+    # but a batch that only differs in explanation length is still a finite mean over targets.
+    batch = {"pooled": torch.randn(2, 16), "tokens": torch.randn(2, 16, 12), "prompts": [prompt, prompt],
+             "explanations": ["fluid at the left base", "fluid"]}
+    loss = model.training_loss(batch)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    loss.backward()
+    assert model.mapper.queries.grad is not None
+    assert all(p.grad is None for p in model.lm.parameters())
+
+
+def test_explain_returns_explanation_and_scored_triplets(model):
+    out = model.explain([gray_xray()], diagnosis="Pleural Effusion")
+    assert len(out) == 1 and isinstance(out[0]["explanation"], str)
+    assert len(out[0]["triplets"]) == 2
+    assert set(out[0]["triplets"][0]) == {"head", "relation", "tail", "score"}
+    assert out[0]["triplets"][0]["score"] >= out[0]["triplets"][1]["score"]
+
+
+def test_no_kg_flag_uses_no_triplets(model):
+    assert model.explain([gray_xray()], use_kg=False)[0]["triplets"] == []
+
+
+def test_empty_kg_falls_back_to_no_kg_with_a_warning(model, parts):
+    empty = KnowledgeGraph.from_triplets([], parts[0], progress=False)
+    with pytest.warns(UserWarning, match="knowledge graph is empty"):
+        out = model.explain([gray_xray()], diagnosis="Edema", kg=empty)
+    assert out[0]["triplets"] == [] and isinstance(out[0]["explanation"], str)
+
+
+def test_a_colour_photo_still_gets_an_explanation(model):
+    photo = Image.new("RGB", (120, 80), (30, 160, 40))
+    photo.paste((220, 40, 40), (10, 10, 60, 60))
+    out = model.explain([photo, gray_xray(1)], diagnosis=["Pneumonia", None])
+    assert len(out) == 2 and all(isinstance(o["explanation"], str) for o in out)
+
+
+def test_save_load_round_trip_keeps_weights_config_and_kg(model, parts, tmp_path):
+    folder = model.save_pretrained(tmp_path / "expl")
+    assert (folder / "kg" / "index.faiss").is_file()
+    back = MedicalExplainer.from_pretrained(folder, encoder=parts[0], lm=parts[1])
+    assert back.mapper.config == model.mapper.config and back.kg_k == 2
+    for k, v in model.trainable_state_dict().items():
+        assert torch.equal(v, back.trainable_state_dict()[k]), k
+    assert len(back.kg) == 2
+    img = [gray_xray(3)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert back.explain(img, diagnosis="Edema") == model.explain(img, diagnosis="Edema")
+
+
+def test_frozen_parts_are_not_saved(model):
+    assert not any(k.startswith(("encoder.", "lm.")) for k in model.trainable_state_dict())
+
+
+def test_projector_width_mismatch_is_explained(parts):
+    enc, lm = parts
+    m = MedicalExplainer.build(enc, lm, prefix_length=2, num_layers=1, num_heads=2)
+    enc.embed_dim = 99
+    try:
+        with pytest.raises(ValueError, match="expects 16-d features"):
+            MedicalExplainer(enc, lm, m.mapper)
+    finally:
+        enc.embed_dim = 16
+
+
+def test_chest_world_writes_records_and_grayscale_images_deterministically(tmp_path):
+    import json
+    import random
+
+    import numpy as np
+
+    from mmgpt2.worlds import WORLDS, chest
+
+    path = WORLDS["chest"].write(tmp_path / "a", n=6, seed=3)
+    chest.write(tmp_path / "b", n=6, seed=3)
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    assert path.name == "records.jsonl" and len(rows) == 6
+    assert (tmp_path / "b" / "records.jsonl").read_text() == path.read_text()
+    for r in rows:
+        assert {"image", "diagnosis", "findings", "explanation"} <= set(r)
+        im = Image.open(tmp_path / "a" / r["image"])
+        assert im.mode == "L"
+        for t in r["triplets"]:
+            assert t["relation"] == "suggestive_of" and t["head"] in r["findings"] and t["tail"] == r["diagnosis"].lower()
+
+    # findings look different: an effusion brightens its lung base, an enlarged heart widens the centre
+    def mean_box(case, box):
+        return np.asarray(chest.render_case(case, random.Random(0)), np.float32)[box[1]:box[3], box[0]:box[2]].mean()
+
+    normal = chest.ChestCase(None)
+    base = (60, 70, 80, 80)  # the left lung base (image right)
+    assert mean_box(chest.ChestCase("effusion", "left", None, "large"), base) > mean_box(normal, base) + 30
+    heart = (70, 55, 78, 75)
+    assert mean_box(chest.ChestCase("cardiomegaly", None, None, "large"), heart) > mean_box(normal, heart) + 30

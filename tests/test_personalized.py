@@ -1,0 +1,166 @@
+"""PersonalizedCaptioner on tiny random stand-ins: user resolution, bad input, saving, gradients."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from mmgpt2 import load_pipeline
+from mmgpt2.encoders import VisionEncoder
+from mmgpt2.lm import FrozenLM
+from mmgpt2.lm.tokenizer import fallback_tokenizer
+from mmgpt2.personalization import UserStore
+from mmgpt2.personalized import PersonalizedCaptioner
+
+HISTORIES = {
+    "ann": ["wow a red circle #art", "wow red again #art", "wow a tiny red dot"],
+    "bob": ["blue square so pretty", "blue box so pretty", "a big blue box"],
+    "cat": ["omg a green triangle ✨", "omg green ✨", "a green cone"],
+}
+
+
+class TinyEncoder(VisionEncoder):
+    """A 4x4-patch conv encoder: 16 tokens of width 12, pooled width 8."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.spec = "test:tiny"
+        self.embed_dim, self.token_dim = 8, 12
+        self.patch = nn.Conv2d(3, 12, 4, stride=4)
+        self.pool = nn.Linear(12, 8)
+        self.preprocess = lambda im: torch.from_numpy(np.asarray(im.resize((16, 16)), dtype=np.float32)).permute(2, 0, 1) / 255
+        self.freeze()
+
+    def _encode_image(self, pixels):
+        tokens = self.patch(pixels).flatten(2).transpose(1, 2)
+        return self.pool(tokens.mean(1)), tokens
+
+
+def tiny_lm() -> FrozenLM:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = fallback_tokenizer()
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=96, n_embd=32, n_layer=1, n_head=2))
+    return FrozenLM(model, tok, spec="test:tiny-lm")
+
+
+@pytest.fixture(scope="module")
+def model():
+    store = UserStore.build(HISTORIES, top_n=10)
+    return PersonalizedCaptioner.build(
+        TinyEncoder(), tiny_lm(), store, prefix_length=4, hidden_dim=16, num_layers=1, num_heads=2,
+        fusion={"num_heads": 2}, generation={"max_new_tokens": 5},
+    ).eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return [Image.new("RGB", (20, 20), (200, 30, 30)), Image.new("RGB", (20, 20), (30, 30, 200))]
+
+
+def test_known_users_are_listed(model):
+    assert model.users == ["ann", "bob", "cat"]
+
+
+def test_caption_with_a_known_user_id(model, images):
+    out = model.caption(images, user="ann")
+    assert len(out) == 2 and all(isinstance(c, str) for c in out)
+
+
+def test_unknown_user_id_error_lists_known_ids(model, images):
+    with pytest.raises(ValueError, match=r"unknown user 'zed'; known users: ann, bob, cat"):
+        model.caption(images, user="zed")
+
+
+def test_empty_history_warns_and_gives_the_non_personalized_caption(model, images):
+    with pytest.warns(UserWarning, match="without personalization"):
+        empty = model.caption(images, user=[])
+    assert empty == model.caption(images, user=None)
+
+
+def test_user_context_changes_the_prefix(model):
+    pooled, tokens = torch.randn(1, 8), torch.randn(1, 16, 12)
+    ann = model.prefix(pooled, tokens, [model.context_words("ann")])
+    bob = model.prefix(pooled, tokens, [model.context_words("bob")])
+    none = model.prefix(pooled, tokens, [[]])
+    assert ann.shape == (1, 4, 32)
+    assert not torch.allclose(ann, bob) and not torch.allclose(ann, none)
+
+
+def test_history_of_captions_is_ranked_with_the_models_idf(model):
+    words = model.context_words(["wow a red circle #art", "wow red again"])
+    assert words == model.user_store.model.context(["wow a red circle #art", "wow red again"])
+    assert "a" not in words and "red" in words
+
+
+def test_a_list_of_single_words_is_taken_as_context_words(model):
+    assert model.context_words(["Wow", "#art", "✨"]) == ["wow", "#art", "✨"]
+
+
+def test_emoji_and_non_ascii_history(model, images):
+    history = ["🌸 café au lait 🌸", "naïve 日本語 caption 🌸"]
+    assert "🌸" in model.context_words(history)
+    assert len(model.caption(images[:1], user=history)) == 1
+
+
+def test_history_file_of_100k_lines(model, tmp_path, images):
+    path = tmp_path / "history.txt"
+    path.write_text("".join(f"wow caption {i % 50} ✨\n" for i in range(100_000)), encoding="utf-8")
+    words = model.user_from_history_file(path)
+    assert "✨" in words and len(words) <= model.user_store.model.top_n
+    assert len(model.caption(images[:1], user=words)) == 1
+
+
+def test_training_loss_reaches_mapper_and_fusion_only(model):
+    model.train()
+    dropout, model.context_dropout = model.context_dropout, 0.0  # keep the context in this batch
+    try:
+        batch = {"pooled": torch.randn(2, 8), "tokens": torch.randn(2, 16, 12), "captions": ["a red dot", "a box"],
+                 "context": ["wow #art", ""]}
+        model.zero_grad()
+        model.training_loss(batch).backward()
+    finally:
+        model.eval()
+        model.context_dropout = dropout
+    assert model.mapper.queries.grad is not None and model.mapper.queries.grad.abs().sum() > 0
+    assert model.fusion.context_in[1].weight.grad is not None and model.fusion.context_in[1].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.lm.parameters())
+    assert all(p.grad is None for p in model.encoder.parameters())
+
+
+def test_save_and_load_keep_weights_and_users(model, images, tmp_path, monkeypatch):
+    folder = model.save_pretrained(tmp_path / "pc")
+    assert (folder / "users.json").is_file()
+    # The frozen parts are test doubles, so hand them in; everything else comes from the folder.
+    loaded = load_pipeline(folder, encoder=model.encoder, lm=model.lm)
+    assert isinstance(loaded, PersonalizedCaptioner)
+    assert loaded.users == model.users and loaded.user_store.model.idf == model.user_store.model.idf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert loaded.caption(images, user="cat") == model.caption(images, user="cat")
+
+
+def test_context_dropout_blanks_whole_contexts_in_training_only(model, monkeypatch):
+    seen = []
+    monkeypatch.setattr(model, "prefix", lambda pooled, tokens, contexts: seen.append(list(contexts)) or torch.zeros(
+        len(contexts), 4, 32, requires_grad=True))
+    batch = {"pooled": torch.randn(200, 8), "captions": ["a dot"] * 200, "context": ["wow #art"] * 200}
+    model.train()
+    try:
+        model.training_loss(batch)
+    finally:
+        model.eval()
+    model.training_loss(batch)
+    dropped = seen[0].count("")
+    assert 5 <= dropped <= 45 and set(seen[0]) == {"", "wow #art"}  # ~10% of 200
+    assert seen[1] == ["wow #art"] * 200
+
+
+def test_mapper_built_for_tokens_asks_for_them(model):
+    with pytest.raises(ValueError, match="pass encoder tokens"):
+        model.mapper(torch.randn(1, 8), None)

@@ -1,0 +1,142 @@
+"""The embedded tiny models: trainers round-trip, shipped models load offline and caption correctly."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmgpt2.worlds import shapes, tiny_models
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_tokenizer_round_trips_and_reloads_with_autotokenizer(tmp_path):
+    from transformers import AutoTokenizer
+
+    texts = shapes.caption_corpus(50, seed=0)
+    tiny_models.train_tokenizer(texts, vocab_size=300, out_dir=tmp_path / "tok")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    assert tok.eos_token == tiny_models.EOS
+    ids = tok.encode(texts[0], add_special_tokens=False)
+    assert tok.decode(ids) == texts[0]
+    assert len(ids) < len(texts[0].split()) * 3  # merges learned: words are not spelled byte by byte
+
+
+def test_tokenizer_rejects_a_vocab_smaller_than_the_byte_alphabet(tmp_path):
+    with pytest.raises(ValueError, match="vocab_size=100"):
+        tiny_models.train_tokenizer(["a red circle"], vocab_size=100, out_dir=tmp_path / "tok")
+
+
+def test_embedded_models_load_offline(monkeypatch):
+    from mmgpt2.encoders import load_encoder
+    from mmgpt2.lm import load_lm
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    enc = load_encoder("embedded:shapes-clip")
+    lm = load_lm("embedded:shapes-gpt2")
+    image = shapes.render(shapes.make_scene(random.Random(0)))
+    pooled, tokens = enc.encode_image(enc.preprocess_batch([image]), return_tokens=True)
+    assert pooled.shape == (1, enc.embed_dim) and tokens.shape[-1] == enc.token_dim
+    assert enc.encode_text(["a small red circle at the top"]).shape == (1, enc.embed_dim)
+    assert lm.dtype == torch.float32 and lm.eos_token_id == lm.tokenizer.eos_token_id
+    for folder in ("shapes-clip", "shapes-gpt2"):
+        assert tiny_models.folder_size_mb(ROOT / "assets" / "models" / folder) < 12
+
+
+COLOUR_FLOOR, POSITION_FLOOR, EXACT_FLOOR = 0.8, 0.8, 0.1
+
+
+def test_shipped_clip_retrieves_exact_captions_far_above_chance():
+    # Chance is 1 in 240 candidates. The issue's goal (~100%) is not reached yet (see the issue
+    # notes); this guards what the shipped model does reach, so a broken rebuild fails here.
+    rng = random.Random(10_001)
+    scenes = [shapes.make_scene(rng, n_objects=1) for _ in range(40)]
+    truth = [shapes.captions(s)[0] for s in scenes]
+    candidates = sorted(
+        f"a {z} {c} {s} {shapes.POSITION_PHRASES[p]}"
+        for s in shapes.SHAPES
+        for c in shapes.COLORS
+        for z in shapes.SIZES
+        for p in shapes.POSITIONS
+    )
+    acc = tiny_models.clip_retrieval_accuracy(
+        ROOT / "assets" / "models" / "shapes-clip", [shapes.render(s) for s in scenes], truth, candidates
+    )
+    assert acc >= 0.5
+
+
+def test_shipped_tiny_gpt2_writes_world_sentences():
+    from mmgpt2.lm import load_lm
+
+    lm = load_lm("embedded:shapes-gpt2")
+    ids = torch.tensor([[lm.eos_token_id]])
+    out = lm.model.generate(
+        ids, max_new_tokens=20, do_sample=False, eos_token_id=lm.eos_token_id, pad_token_id=lm.eos_token_id
+    )
+    text = lm.decode(out[0].tolist())
+    assert any(s in text for s in shapes.SHAPES) and any(c in text for c in shapes.COLORS), text
+
+
+def test_shapes_tiny_captions_depend_on_the_image():
+    # A frozen LM that ignores its prefix writes one caption for every image (the first build did).
+    # The issue's 80-90% attribute-accuracy goal is not reached yet; these floors are what the
+    # shipped model reaches, each far above what an image-blind captioner could score.
+    from mmgpt2.captioner import PrefixCaptioner
+
+    cap = PrefixCaptioner.from_pretrained("shapes-tiny")
+    rng = random.Random(20_002)  # never used by the recipe
+    scenes = [shapes.make_scene(rng, n_objects=1) for _ in range(25)]
+    preds = cap.caption([shapes.render(s) for s in scenes])
+    pairs = list(zip(preds, scenes, strict=True))
+    colour = sum(f" {s.objects[0].color} " in f" {p} " for p, s in pairs) / len(pairs)
+    where = sum(shapes.POSITION_PHRASES[s.objects[0].position] in p for p, s in pairs) / len(pairs)
+    exact = sum(shapes.attribute_accuracy(p, s) for p, s in pairs) / len(pairs)
+    assert len(set(preds)) >= 10, preds
+    assert colour >= COLOUR_FLOOR and where >= POSITION_FLOOR, (colour, where, preds)
+    assert exact >= EXACT_FLOOR, (exact, preds)
+
+
+def test_caption_cli_handles_natural_huge_and_grayscale_images(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from mmgpt2.cli.main import main
+
+    Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (4000, 3000, 3), dtype=np.uint8)).save(
+        tmp_path / "huge.jpg"
+    )
+    Image.fromarray(data.camera()).save(tmp_path / "gray.png")  # mode "L"
+    paths = [str(tmp_path / n) for n in ("astronaut.png", "huge.jpg", "gray.png")]
+    assert main(["caption", *paths]) == 0
+    out = capsys.readouterr().out
+    assert all(Path(p).name in out for p in paths), out
+
+
+def test_recipe_smoke_mode_runs_every_stage_end_to_end():
+    env = {**os.environ, "MMGPT2_QUIET": "1"}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "build_worlds.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for marker in (
+        "shapes-clip:",
+        "shapes-gpt2:",
+        "captioner mlp:",
+        "captioner transformer:",
+        "shipped the",
+        "examples:",
+    ):
+        assert marker in proc.stdout, proc.stdout

@@ -1,0 +1,144 @@
+"""ZeroTA end to end on the embedded shapes models: features, optimisation, captioner, CLI, timeline.
+
+Few steps and tiny clips keep this fast; quality is measured in benchmarks/zerota.py, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from mmgpt2.encoders import load_encoder
+from mmgpt2.lm import load_lm
+from mmgpt2.video import features as features_mod
+from mmgpt2.video.captioner import DenseVideoCaptioner
+from mmgpt2.video.reader import SamplingConfig, VideoStream
+from mmgpt2.video.zerota import ZeroTA, ZeroTAConfig, ZeroTATrace
+from mmgpt2.worlds import videos
+
+FAST = {"steps": 4, "samples_per_event": 2, "final_samples": 3, "max_new_tokens": 10}
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.set_num_threads(1)
+    return load_encoder("embedded:shapes-clip"), load_lm("embedded:shapes-gpt2")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    out = tmp_path_factory.mktemp("zerota")
+    gt = json.loads(videos.write(out, n=1, seed=11, duration=(8.0, 8.0), scenes=(2, 2), fps=4).read_text())
+    return out / "00000.mp4", gt["00000"]
+
+
+@pytest.fixture(scope="module")
+def feats(models, clip, tmp_path_factory):
+    sampling = SamplingConfig(fps=2, size=64)
+    return features_mod.video_features(clip[0], models[0], sampling, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def test_frame_features_have_times_and_the_encoder_width(feats, models, clip):
+    assert feats.features.shape == (16, models[0].embed_dim)
+    assert feats.times.shape == (16,) and float(feats.times[-1]) < feats.duration
+    assert feats.duration == pytest.approx(clip[1]["duration"], abs=0.2)
+
+
+def test_features_are_cached_by_file_content_not_name(models, clip, tmp_path, monkeypatch):
+    sampling, cache = SamplingConfig(fps=1, size=64), tmp_path / "cache"
+    first = features_mod.video_features(clip[0], models[0], sampling, cache_dir=cache)
+    copy = tmp_path / "renamed.mp4"
+    shutil.copy(clip[0], copy)
+
+    def no_decoding(self):
+        raise AssertionError("decoded although the content is cached")
+
+    monkeypatch.setattr(VideoStream, "__iter__", no_decoding)
+    again = features_mod.video_features(copy, models[0], sampling, cache_dir=cache)
+    assert torch.equal(first.features, again.features) and torch.equal(first.times, again.times)
+    with open(copy, "ab") as f:  # different bytes: a different key, so it must decode again
+        f.write(b"\0")
+    with pytest.raises(AssertionError, match="decoded although"):
+        features_mod.video_features(copy, models[0], sampling, cache_dir=cache)
+
+
+def test_zerota_finds_events_in_seconds_inside_the_video(models, feats):
+    trace = ZeroTATrace()
+    events = ZeroTA(*models, ZeroTAConfig(events=2, **FAST)).run(feats.features, feats.times, feats.duration, trace)
+    assert 1 <= len(events) <= 2
+    for e in events:
+        assert 0 <= e.start < e.end <= feats.duration + 1e-6
+        assert len(e.sentence.split()) >= 2 and -1 <= e.score <= 1
+    assert [e.score for e in events] == sorted((e.score for e in events), reverse=True)
+    # Every loss ran, and the optimisation moved the masks away from their initial tiling.
+    assert {"distill", "language", "iou", "coverage"} <= set(trace.losses[0])
+    assert all(torch.isfinite(torch.tensor(list(step.values()))).all() for step in trace.losses)
+    assert trace.final_segments != trace.initial_segments
+
+
+def test_vision_loss_gradient_reaches_masks_and_prefix(models, feats):
+    """One step's gradients, through the same code path as `run` (steps=1, no post-processing)."""
+    encoder, lm = models
+    grads = {}
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        for group in self.param_groups:
+            for p in group["params"]:
+                grads[id(p)] = None if p.grad is None else float(p.grad.abs().sum())
+        return original(self, *args, **kwargs)
+
+    torch.optim.Adam.step = spy
+    try:
+        ZeroTA(encoder, lm, ZeroTAConfig(events=2, **{**FAST, "steps": 1})).run(feats.features, feats.times, feats.duration)
+    finally:
+        torch.optim.Adam.step = original
+    # centre logits, width logits, soft prompt, projection weight and bias: all receive gradient
+    assert len(grads) == 5 and all(g is not None and g > 0 for g in grads.values())
+
+
+def test_features_from_another_encoder_are_refused(models):
+    with pytest.raises(ValueError, match="another encoder"):
+        ZeroTA(*models).run(torch.zeros(5, 7), torch.arange(5.0), 5.0)
+
+
+def test_captioner_saves_only_a_config_and_loads_back(models, tmp_path):
+    from mmgpt2.pipeline import load_pipeline
+
+    dvc = DenseVideoCaptioner.build(*models, sampling={"fps": 1.0, "size": 64}, events=4, steps=7)
+    folder = dvc.save_pretrained(tmp_path / "dvc")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["type"] == "dense_video_captioner" and config["encoder"] == "embedded:shapes-clip"
+    assert config["zerota"]["events"] == 4 and config["sampling"]["fps"] == 1.0
+    loaded = load_pipeline(folder)
+    assert isinstance(loaded, DenseVideoCaptioner)
+    assert loaded.zerota == dvc.zerota and loaded.sampling == dvc.sampling
+
+
+def test_embedded_model_points_at_the_embedded_shapes_models():
+    from mmgpt2.paths import embedded_model_dir
+
+    config = json.loads((embedded_model_dir("shapes-video-zerota") / "config.json").read_text())
+    assert (config["encoder"], config["lm"]) == ("embedded:shapes-clip", "embedded:shapes-gpt2")
+
+
+def test_cli_dense_caption_prints_activitynet_json_and_draws_a_timeline(models, clip, tmp_path, capsys):
+    from test_dense_eval import run_cli
+
+    dvc = DenseVideoCaptioner.build(*models, sampling={"fps": 2.0, "size": 64}, **FAST)
+    folder = dvc.save_pretrained(tmp_path / "dvc")
+    bad = tmp_path / "broken.mp4"
+    bad.write_text("not a video")
+    png = tmp_path / "timeline.png"
+    argv = ["dense-caption", str(clip[0]), str(bad), "--model", str(folder), "--events", "2", "--json", "--timeline", str(png)]
+    assert run_cli(argv) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert set(doc) == {"version", "results", "external_data"}
+    events = doc["results"]["00000"]
+    assert events and all(set(e) >= {"sentence", "timestamp"} and len(e["timestamp"]) == 2 for e in events)
+    assert "broken" in doc["external_data"]["errors"] and "broken.mp4" in captured.err
+    assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,99 @@
+"""The shapes world: deterministic scenes whose captions name every attribute."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from mmgpt2.worlds import WORLDS, shapes
+
+
+def test_same_seed_writes_identical_files_and_another_seed_does_not(tmp_path):
+    a, b, c = (shapes.write(tmp_path / name, n=6, seed=seed) for name, seed in (("a", 7), ("b", 7), ("c", 8)))
+    assert a.read_text() == b.read_text()
+    for i in range(6):
+        assert (a.parent / f"{i:05d}.png").read_bytes() == (b.parent / f"{i:05d}.png").read_bytes()
+    assert a.read_text() != c.read_text()
+
+
+def test_scenes_cover_every_attribute_value_and_relation():
+    rng = random.Random(0)
+    scenes = [shapes.make_scene(rng) for _ in range(600)]
+    objects = [o for s in scenes for o in s.objects]
+    assert {o.shape for o in objects} == set(shapes.SHAPES) and len(shapes.SHAPES) >= 4
+    assert {o.color for o in objects} == set(shapes.COLORS) and len(shapes.COLORS) >= 6
+    assert {o.size for o in objects} == set(shapes.SIZES) and len(shapes.SIZES) >= 2
+    assert {o.position for o in objects} == set(shapes.POSITIONS) and len(shapes.POSITIONS) >= 5
+    assert {len(s.objects) for s in scenes} == {1, 2}
+    assert {s.relation for s in scenes if s.relation} == set(shapes.RELATIONS)
+    assert all(s.objects[0].position != s.objects[1].position for s in scenes if len(s.objects) == 2)
+
+
+def test_noise_makes_two_renderings_of_the_same_attributes_differ():
+    rng = random.Random(1)
+    first = shapes.make_scene(rng, n_objects=1)
+    twin = next(
+        s for s in (shapes.make_scene(rng, n_objects=1) for _ in range(5000)) if s.objects == first.objects
+    )
+    assert shapes.render(first).tobytes() != shapes.render(twin).tobytes()
+
+
+def test_every_caption_uses_the_attribute_words_and_passes_the_checker():
+    rng = random.Random(2)
+    for _ in range(200):
+        scene = shapes.make_scene(rng)
+        caps = shapes.captions(scene)
+        assert len(set(caps)) >= 4  # several paraphrases
+        for cap in caps:
+            for obj in scene.objects:
+                assert obj.shape in cap and obj.color in cap and obj.size in cap
+            assert shapes.attribute_accuracy(cap, scene), cap
+
+
+def test_attribute_checker_rejects_any_wrong_word():
+    one = shapes.make_scene(random.Random(3), n_objects=1)
+    cap = shapes.captions(one)[0]
+    obj = one.objects[0]
+    other_color = next(c for c in shapes.COLORS if c != obj.color)
+    other_pos = next(p for p in shapes.POSITIONS if p != obj.position)
+    assert not shapes.attribute_accuracy(cap.replace(obj.color, other_color), one)
+    assert not shapes.attribute_accuracy(
+        cap.replace(shapes.POSITION_PHRASES[obj.position], shapes.POSITION_PHRASES[other_pos]), one
+    )
+    assert not shapes.attribute_accuracy(f"{cap} and a red circle", one)
+
+    two = shapes.make_scene(random.Random(4), n_objects=2)
+    a, b = two.objects
+    rel = two.relation
+    assert shapes.attribute_accuracy(f"a {b.phrase()} {shapes.INVERSE_ANY[rel]} a {a.phrase()}", two)
+    assert not shapes.attribute_accuracy(f"a {a.phrase()} {shapes.INVERSE_ANY[rel]} a {b.phrase()}", two)
+    assert not shapes.attribute_accuracy(f"a {a.phrase()} and a {b.phrase()}", two)
+
+
+def test_make_scene_rejects_three_objects():
+    with pytest.raises(ValueError, match="n_objects=3"):
+        shapes.make_scene(random.Random(0), n_objects=3)
+
+
+def test_render_size_is_configurable():
+    assert shapes.render(shapes.make_scene(random.Random(0)), size=96).size == (96, 96)
+
+
+def test_world_cli_writes_images_and_captions(tmp_path):
+    from mmgpt2.cli.main import main
+
+    assert main(["world", "shapes", "--n", "4", "--seed", "5", "--out", str(tmp_path)]) == 0
+    lines = [json.loads(x) for x in (tmp_path / "captions.jsonl").read_text().splitlines()]
+    assert len(lines) == 4
+    for line in lines:
+        assert (tmp_path / line["image"]).is_file()
+        assert line["captions"] and {"shape", "color", "size", "position"} <= set(line["objects"][0])
+        assert shapes.attribute_accuracy(line["captions"][0], shapes.scene_from_record(line))
+
+
+def test_world_registry_names_the_shapes_world_and_rejects_unknown():
+    assert WORLDS["shapes"] is shapes
+    with pytest.raises(KeyError, match="unknown world 'nope'"):
+        WORLDS["nope"]
