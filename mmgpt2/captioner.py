@@ -11,7 +11,6 @@ import torch
 from PIL import Image
 
 from .encoders import VisionEncoder, load_encoder
-from .images import load_image
 from .lm import FrozenLM, load_lm
 from .mappers import MAPPERS, build_mapper
 from .pipeline import PrefixPipeline, check_feature_size
@@ -83,10 +82,6 @@ class PrefixCaptioner(PrefixPipeline):
         return self.lm.loss(self.prefix(batch["pooled"], batch.get("tokens")), batch["captions"])
 
     # --- inference ------------------------------------------------------------------------------
-    def encode_images(self, images: Sequence[ImageLike]) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = self.encoder.preprocess_batch([load_image(im) for im in images])
-        return self.encoder.encode_image(pixels, return_tokens=True)
-
     @torch.no_grad()
     def caption(self, images: Sequence[ImageLike] | ImageLike, batch_size: int = 32, **gen_kwargs: Any) -> list[str]:
         """Captions for image paths or PIL images; `gen_kwargs` as in `transformers.generate`."""

@@ -25,7 +25,6 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .encoders import VisionEncoder, load_encoder
-from .images import load_image
 from .lm import FrozenLM, load_lm
 from .mappers import build_mapper, register_mapper
 from .mappers.projector import Projector, ProjectorConfig
@@ -187,10 +186,6 @@ class MedicalExplainer(PrefixPipeline):
         return prompts, hits
 
     # --- inference --------------------------------------------------------------------------------
-    def encode_images(self, images: Sequence[ImageLike]) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = self.encoder.preprocess_batch([load_image(im) for im in images])
-        return self.encoder.encode_image(pixels, return_tokens=True)
-
     @torch.no_grad()
     def explain(
         self,

@@ -21,7 +21,6 @@ from PIL import Image
 
 from .captioner import ImageLike
 from .encoders import VisionEncoder, load_encoder
-from .images import load_image
 from .lm import FrozenLM, load_lm
 from .mappers import build_mapper
 from .mappers.fusion import FusionConfig, FusionTransformer
@@ -115,19 +114,14 @@ class PersonalizedCaptioner(PrefixPipeline):
             "context_dropout": config.get("context_dropout", 0.1),
         }
 
-    def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write config, trainable weights and the user store (`users.json`)."""
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        self.user_store.save(Path(folder) / USERS_NAME)
-        return super().save_pretrained(folder)
+    def save_extras(self, folder: Path) -> None:
+        """The user store (`users.json`) lives beside the weights."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.user_store.save(folder / USERS_NAME)
 
-    def load_trainable_state_dict(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-        # `from_pretrained` (also through `load_pipeline`) passes the checkpoint folder as `source`;
-        # the user store lives beside the weights there.
-        super().load_trainable_state_dict(state, source)
-        users_path = Path(source) / USERS_NAME
-        if users_path.is_file():
-            self.user_store = UserStore.load(users_path)
+    def load_extras(self, folder: Path) -> None:
+        if (folder / USERS_NAME).is_file():
+            self.user_store = UserStore.load(folder / USERS_NAME)
 
     # --- users ----------------------------------------------------------------------------------
     @property
@@ -191,10 +185,6 @@ class PersonalizedCaptioner(PrefixPipeline):
         return self.lm.loss(self.prefix(batch["pooled"], batch.get("tokens"), contexts), batch["captions"])
 
     # --- inference ------------------------------------------------------------------------------
-    def encode_images(self, images: Sequence[ImageLike]) -> tuple[torch.Tensor, torch.Tensor]:
-        pixels = self.encoder.preprocess_batch([load_image(im) for im in images])
-        return self.encoder.encode_image(pixels, return_tokens=True)
-
     @torch.no_grad()
     def caption(
         self, images: Sequence[ImageLike] | ImageLike, user: UserLike = None, batch_size: int = 32, **gen_kwargs: Any

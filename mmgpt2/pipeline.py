@@ -119,6 +119,13 @@ class PrefixPipeline(nn.Module):
         model.eval()
         return model.to(device) if device else model
 
+    def encode_images(self, images) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled features and patch tokens of image paths or PIL images (opened safely)."""
+        from .images import load_image
+
+        pixels = self.encoder.preprocess_batch([load_image(im) for im in images])
+        return self.encoder.encode_image(pixels, return_tokens=True)
+
     def generation_kwargs(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """Saved generation defaults, updated by the caller's non-None settings."""
         return {**self.generation, **{k: v for k, v in overrides.items() if v is not None}}

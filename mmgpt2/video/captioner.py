@@ -14,10 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import atomic_write_json, read_config, save_folder
+from ..checkpoint import atomic_write_json
 from ..encoders import VisionEncoder, load_encoder
 from ..lm import FrozenLM, load_lm
-from ..paths import resolve_model_dir
 from ..pipeline import PrefixPipeline
 from .features import DEFAULT_CACHE, VideoFeatures, video_features
 from .reader import SamplingConfig
@@ -86,29 +85,6 @@ class DenseVideoCaptioner(PrefixPipeline):
 
     def training_loss(self, batch: dict[str, Any]):
         raise NotImplementedError("DenseVideoCaptioner is zero-shot: it optimises per video at test time")
-
-    def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        """Write ``config.json`` (and an empty weights file, so `load_pipeline` treats it like any model)."""
-        config = {"type": self.kind, "encoder": self.encoder.spec, "lm": self.lm.spec, **self.trainable_config()}
-        return save_folder(folder, config, {})
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_dir: str | os.PathLike,
-        device: str | None = None,
-        encoder: VisionEncoder | None = None,
-        lm: FrozenLM | None = None,
-    ) -> DenseVideoCaptioner:
-        """Load a saved configuration (a folder or an embedded name such as ``shapes-video-zerota``)."""
-        folder = resolve_model_dir(name_or_dir)
-        config = read_config(folder)
-        if config.get("type") != cls.kind:
-            raise ValueError(f"{folder}: holds a {config.get('type')!r} model, not a {cls.kind!r} one")
-        encoder = encoder or load_encoder(config["encoder"])
-        lm = lm or load_lm(config["lm"])
-        model = cls(encoder, lm, **cls.build_trainable(config, encoder, lm))
-        return model.to(device) if device else model
 
     # --- inference ------------------------------------------------------------------------------------
     def features(self, path: str | os.PathLike, progress: bool = False) -> VideoFeatures:
