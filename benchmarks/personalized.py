@@ -66,21 +66,20 @@ def trainable_params(model) -> int:
     return sum(v.numel() for v in model.trainable_state_dict().values())
 
 
-def score(preds: dict[str, str], refs: dict[str, list[str]]) -> dict[str, float]:
-    from mmgpt2.eval.captions import score_captions
-
-    s = score_captions(preds, refs)
-    return {"BLEU-4": s.get("BLEU-4", s.get("Bleu_4", float("nan"))), "CIDEr": s.get("CIDEr", float("nan"))}
-
-
 def evaluate(captions_by_user: dict[str, list[str]], test: list[dict]) -> dict[str, dict[str, float]]:
+    from mmgpt2.eval.captions import score_caption_groups
+
+    ids = [str(i) for i in range(len(test))]
+    groups = {
+        user: (dict(zip(ids, caps, strict=True)), {i: [t["refs"][user]] for i, t in zip(ids, test, strict=True)})
+        for user, caps in captions_by_user.items()
+    }
+    scores = score_caption_groups(groups, metrics=("BLEU-4", "CIDEr"))  # one Java start for all users
     rows = {}
     for user, caps in captions_by_user.items():
-        ids = [str(i) for i in range(len(test))]
-        metrics = score(dict(zip(ids, caps, strict=True)), {i: [t["refs"][user]] for i, t in zip(ids, test, strict=True)})
         rows[user] = {
             "style": 100 * sum(users.in_style(c, user) for c in caps) / len(caps),
-            **metrics,
+            **scores[user],
             "attr": 100 * sum(attribute_accuracy(c, t["scene"]) for c, t in zip(caps, test, strict=True)) / len(caps),
         }
     return rows

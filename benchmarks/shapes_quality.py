@@ -35,28 +35,6 @@ def canonical_captions() -> list[str]:
     return one + two
 
 
-def score(preds: dict[str, str], refs: dict[str, list[str]]) -> dict[str, float]:
-    try:
-        from mmgpt2.eval.captions import score_captions
-    except ImportError:  # the core's scorer not present: call pycocoevalcap directly
-        score_captions = None
-    if score_captions is not None:
-        out = score_captions(preds, refs)
-        return {k: out[k] for k in ("BLEU-4", "METEOR", "CIDEr") if k in out} or {
-            k: v for k, v in out.items() if k in ("Bleu_4", "METEOR", "CIDEr")
-        }
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.meteor.meteor import Meteor
-
-    res = {k: [v] for k, v in preds.items()}
-    return {
-        "BLEU-4": Bleu(4).compute_score(refs, res, verbose=0)[0][3],
-        "METEOR": Meteor().compute_score(refs, res)[0],
-        "CIDEr": Cider().compute_score(refs, res)[0],
-    }
-
-
 @torch.no_grad()
 def retrieval_baseline(encoder, pooled: torch.Tensor, candidates: list[str]) -> list[str]:
     text = torch.cat([encoder.encode_text(candidates[i : i + 512]) for i in range(0, len(candidates), 512)])
@@ -105,16 +83,19 @@ def main() -> None:
         systems[f"{name} ({mapper})"] = {k: model.caption_features(*feats[k]) for k in groups}
         timings[f"{name} ({mapper})"] = time.time() - start
 
+    from mmgpt2.eval import score_caption_groups
+
+    ids = {k: [f"{k}-{i}" for i in range(len(scenes))] for k, scenes in groups.items()}
+    refs = {k: {i: shapes.captions(s) for i, s in zip(ids[k], scenes, strict=True)} for k, scenes in groups.items()}
+    scores = score_caption_groups(  # one corpus per (system, scene kind), one Java start-up
+        {f"{system}|{k}": (dict(zip(ids[k], preds[k], strict=True)), refs[k]) for system, preds in systems.items() for k in groups},
+        metrics=("BLEU-4", "METEOR", "CIDEr"),
+    )
     rows = []
     for system, preds in systems.items():
         row = {"system": system}
         for k, scenes in groups.items():
-            ids = [f"{k}-{i}" for i in range(len(scenes))]
-            metrics = score(
-                dict(zip(ids, preds[k], strict=True)),
-                {i: shapes.captions(s) for i, s in zip(ids, scenes, strict=True)},
-            )
-            row |= {f"{m} ({k}-obj)": v for m, v in metrics.items()}
+            row |= {f"{m} ({k}-obj)": v for m, v in scores[f"{system}|{k}"].items()}
             row[f"attr acc ({k}-obj)"] = sum(
                 shapes.attribute_accuracy(p, s) for p, s in zip(preds[k], scenes, strict=True)
             ) / len(scenes)

@@ -12,7 +12,9 @@ Stages (each skipped when its output exists; `--force` redoes all):
 7. `<build-dir>/chest-tiny-nokg`: the same explainer, same budget, without triplets (for
    `benchmarks/medical.py`).
 
-Run: ``python recipes/build_chest.py`` (about 15 minutes on 2 CPU cores); ``--quick`` for a smoke run.
+Run: ``python recipes/build_chest.py`` (about 25 minutes on one CPU core; ``--only gpt2`` and
+``--only clip`` can run side by side, then ``--only data``, then ``--only kg`` and ``--only nokg``);
+``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
@@ -63,17 +65,43 @@ def corpus(n: int, seed: int) -> list[str]:
     return texts
 
 
-class ClipBatches:
-    """Batches from a pool of pre-rendered cases (rendering each batch afresh would double CLIP time)."""
+def report_explanation_pairs(n: int, seed: int) -> list[tuple[str, str]]:
+    """(report, explanation) of one case: pretraining on them teaches the frozen GPT-2 to take the
+    finding from whatever precedes the explanation, the slot the image prefix fills later (see
+    `tiny_models.train_tiny_gpt2`)."""
+    rng = random.Random(seed)
+    return [(c.report(rng), c.explanation(rng)) for c in (chest.sample_case(rng) for _ in range(n)) if c.kind]
 
-    def __init__(self, n: int, seed: int = 100):
+
+class ClipBatches:
+    """Batches from a pool of pre-rendered cases (rendering each batch afresh would double CLIP time).
+
+    Half the picks are followed by a case of the same finding kind with another triplet (other
+    side, lobe or severity): random batches rarely hold such near misses, and without them the
+    tiny CLIP learns the kind of a finding but not which triplet of that kind it is.
+    """
+
+    def __init__(self, n: int, seed: int = 100, hard_negatives: float = 0.5):
         rng = random.Random(seed)
         cases = [chest.sample_case(rng) for _ in range(n)]
         self.pool = [(chest.render_case(c, rng).convert("RGB"), clip_text(c)) for c in cases]
+        self.by_kind: dict[str | None, list[int]] = {}
+        for i, c in enumerate(cases):
+            self.by_kind.setdefault(c.kind, []).append(i)
+        self.kind_of = [c.kind for c in cases]
+        self.hard_negatives = hard_negatives
 
     def __call__(self, rng: random.Random, n: int):
-        picks = [self.pool[rng.randrange(len(self.pool))] for _ in range(n)]
-        return [p[0] for p in picks], [p[1] for p in picks]
+        picks: list[int] = []
+        while len(picks) < n:
+            i = rng.randrange(len(self.pool))
+            picks.append(i)
+            same = self.by_kind[self.kind_of[i]]
+            if len(picks) < n and rng.random() < self.hard_negatives:
+                twins = [j for j in rng.sample(same, min(8, len(same))) if self.pool[j][1] != self.pool[i][1]]
+                if twins:
+                    picks.append(twins[0])
+        return [self.pool[i][0] for i in picks], [self.pool[i][1] for i in picks]
 
 
 def train_explainer(encoder, lm, kg, records, store, out_dir: Path, steps: int, use_kg: bool, seed: int = 0):
@@ -108,11 +136,18 @@ def main() -> None:
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--n-train", type=int, default=1500)
     ap.add_argument("--n-test", type=int, default=300)
-    ap.add_argument("--explainer-steps", type=int, default=150)
+    ap.add_argument("--explainer-steps", type=int, default=600)
+    ap.add_argument("--clip-steps", type=int, default=1500)
+    ap.add_argument("--gpt2-steps", type=int, default=1000)
+    # 4 x 128: the 2-layer, 64-wide first build could not copy the top triplet's severity from
+    # ~60 tokens back and wrote the most common one instead.
+    ap.add_argument("--gpt2-layers", type=int, default=4)
+    ap.add_argument("--gpt2-width", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (2-thread kernels crawl on a busy 2-core box)")
     ap.add_argument("--only", choices=["gpt2", "clip", "data", "kg", "nokg"],
                     help="run one stage: gpt2 and clip can run in parallel, then data, then kg and nokg in parallel")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(max(1, args.threads))
     q = args.quick
     build = Path(args.build_dir)
     build.mkdir(parents=True, exist_ok=True)
@@ -133,13 +168,14 @@ def main() -> None:
     stage("tokenizer", tok, lambda: train_tokenizer(texts, vocab_size=700, out_dir=tok))
     gpt2_dir = MODELS_DIR / "chest-gpt2"
     if args.only != "clip":
-        stage("chest-gpt2", gpt2_dir, lambda: train_tiny_gpt2(texts, tok, gpt2_dir, n_layer=2, n_embd=64, n_head=2,
-                                                             n_positions=160, steps=20 if q else 150, batch_size=16))
+        stage("chest-gpt2", gpt2_dir, lambda: train_tiny_gpt2(texts, tok, gpt2_dir, n_layer=args.gpt2_layers, n_embd=args.gpt2_width, n_head=4,
+                                                             n_positions=160, steps=20 if q else args.gpt2_steps, batch_size=16 if q else 32,
+                                                             pairs=report_explanation_pairs(300 if q else 4000, seed=3)))
     if args.only == "gpt2":
         return
     clip_dir = MODELS_DIR / "chest-clip"
-    stage("chest-clip", clip_dir, lambda: train_tiny_clip(ClipBatches(300 if q else 3000), tok, clip_dir, model_cfg=CLIP_CFG,
-                                                         steps=20 if q else 70, batch_size=32, lr=3e-3))
+    stage("chest-clip", clip_dir, lambda: train_tiny_clip(ClipBatches(300 if q else 4000), tok, clip_dir, model_cfg=CLIP_CFG,
+                                                         steps=20 if q else args.clip_steps, batch_size=32 if q else 64, lr=2e-3))
     if args.only == "clip":
         return
 
@@ -158,7 +194,7 @@ def main() -> None:
         for r in recs:
             r["path"] = str(folder / r["image"])
         splits[split] = recs
-    feats = build / "features"
+    feats = build / f"features-{encoder.weights_fingerprint()}"  # a retrained chest-clip keeps its spec
     stage("features", feats / "index.json",
           lambda: extract_features([r["path"] for s in splits.values() for r in s], encoder, feats, tokens=True))
     from mmgpt2.data import FeatureStore

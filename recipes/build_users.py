@@ -43,7 +43,7 @@ from mmgpt2.worlds.tiny_models import folder_size_mb, train_tiny_gpt2, train_tok
 ENCODER = "embedded:shapes-clip"
 LM = "embedded:users-gpt2"
 #: Settings shared with the benchmark's baseline (same data, same steps, same batch, same lr).
-TRAIN = {"max_steps": 800, "batch_size": 32, "lr": 1e-3, "warmup_steps": 100, "seed": 0}
+TRAIN = {"max_steps": 1200, "batch_size": 32, "lr": 1e-3, "warmup_steps": 100, "seed": 0}
 MODEL = {"prefix_length": 6, "hidden_dim": 128, "num_layers": 2, "num_heads": 4,
          "fusion": {"num_layers": 1, "num_heads": 4, "max_context_tokens": 160}, "context_dropout": 0.1}
 GENERATION = {"max_new_tokens": 24}
@@ -64,30 +64,9 @@ def build_lm(build_dir: Path, force: bool, quick: bool) -> None:
     if out.is_dir() and not force:
         return
     train_tokenizer(texts, vocab_size=400, out_dir=tok_dir)
+    pairs = users.keyword_pairs(3000 if quick else 20000, seed=SEED + 2)
     train_tiny_gpt2(texts, tok_dir, out, n_layer=2 if quick else 3, n_embd=128, n_head=4,
-                    steps=30 if quick else 400, batch_size=64, n_positions=64, seed=SEED)
-
-
-def _encoder_fingerprint() -> str:
-    import hashlib
-
-    folder = MODELS_DIR / ENCODER.partition(":")[2]
-    digest = hashlib.sha256()
-    for path in sorted(folder.glob("*.safetensors")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def _drop_stale_features(folder: Path) -> None:
-    """The feature cache is keyed by encoder spec; a rebuilt `shapes-clip` keeps the spec, so check its weights."""
-    import shutil
-
-    stamp = folder / "encoder.sha256"
-    fingerprint = _encoder_fingerprint()
-    if folder.is_dir() and (not stamp.is_file() or stamp.read_text() != fingerprint):
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(fingerprint)
+                    steps=30 if quick else 2000, batch_size=48, n_positions=64, seed=SEED, pairs=pairs, pair_share=0.7)
 
 
 def prepare(build_dir: Path, quick: bool = False) -> dict:
@@ -117,9 +96,9 @@ def prepare(build_dir: Path, quick: bool = False) -> dict:
         test.append({"image": save(scene, f"test_{i:04d}.png"), "scene": scene,
                      "refs": {u: users.caption_as(u, scene) for u in users.USERS}})
     encoder = load_encoder(ENCODER)
-    _drop_stale_features(build_dir / "features")
+    # Keyed by the weights: a rebuilt shapes-clip keeps its spec but must not reuse old features.
     store = extract_features([p.image for p in train] + [t["image"] for t in test], encoder,
-                             build_dir / "features", tokens=True)
+                             build_dir / f"features-{encoder.weights_fingerprint()}", tokens=True)
     user_store = UserStore.build({u: [p.caption for p in train if p.user == u] for u in users.TRAIN_USERS})
     return {"train": train, "histories": histories, "test": test, "features": store, "users": user_store,
             "encoder": encoder}

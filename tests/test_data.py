@@ -92,3 +92,18 @@ def test_dataset_pairs_each_caption_and_drops_empty_ones(tmp_path):
     with pytest.warns(UserWarning, match="dropped 1 images not in the feature cache and 1 empty captions"):
         ds = FeatureCaptionDataset(records, store)
     assert [ds[i]["captions"] for i in range(len(ds))] == ["a red box", "red square", "dark box"]
+
+
+def test_cache_refuses_features_of_a_retrained_encoder_behind_the_same_spec(tmp_path):
+    # A rebuilt embedded model keeps its spec ("embedded:shapes-clip"); reusing its old features
+    # would silently train a mapper on another model's space.
+    paths = [str(p) for p in write_images(tmp_path, 2)]
+    extract_features(paths[:1], TinyRandomEncoder(), tmp_path / "cache", progress=False)
+    retrained = TinyRandomEncoder()
+    with torch.no_grad():
+        retrained.proj.weight.add_(0.1)
+    assert retrained.weights_fingerprint() != TinyRandomEncoder().weights_fingerprint()
+    with pytest.raises(ValueError, match="other weights for 'test:tiny-random'.*retrained"):
+        extract_features(paths, retrained, tmp_path / "cache", progress=False)
+    store = extract_features(paths, TinyRandomEncoder(), tmp_path / "cache", progress=False)
+    assert store.pooled(paths[1]).shape == (16,)

@@ -29,3 +29,18 @@ def test_missing_java_gives_a_clear_error(monkeypatch):
 def test_predictions_without_references_are_named():
     with pytest.raises(ValueError, match="id '9'"):
         score_captions({"9": "x"}, REFS)
+
+
+def test_grouped_scoring_equals_scoring_each_group_alone():
+    from mmgpt2.eval import score_caption_groups
+
+    groups = {
+        "ada": ({"1": "a red circle", "2": "a blue square"}, {"1": ["a red circle"], "2": ["a blue square on top"]}),
+        "bo": ({"1": "one big cat", "2": "a red circle"}, {"1": ["a big cat"], "2": ["a green cross"]}),
+    }
+    together = score_caption_groups(groups)
+    assert set(together) == {"ada", "bo"}
+    for name, (preds, refs) in groups.items():
+        alone = score_captions(preds, refs)
+        assert together[name] == pytest.approx(alone)
+    assert together["ada"]["CIDEr"] != pytest.approx(together["bo"]["CIDEr"])

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mmgpt2.encoders import VisionEncoder
-from mmgpt2.retrieval import KGError, KnowledgeGraph, PatternExtractor
+from mmgpt2.retrieval import KGError, KnowledgeGraph, PatternExtractor, Triplet
 
 
 class HashTextEncoder(VisionEncoder):
@@ -159,3 +159,36 @@ def test_pattern_extractor_skips_negated_sentences():
     assert ex("The radiograph demonstrates patchy opacity in keeping with atelectasis.") == [
         ("patchy opacity", "suggestive_of", "atelectasis")
     ]
+
+
+def _clustered(n: int, dim: int = 32, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((50, dim)).astype(np.float32)
+    return centres[rng.integers(0, 50, n)] + 0.3 * rng.standard_normal((n, dim)).astype(np.float32)
+
+
+def test_ivf_index_finds_the_same_neighbours_as_exact_search_and_round_trips(tmp_path):
+    vectors = _clustered(4000)
+    triplets = [Triplet(f"h{i}", "suggestive_of", f"t{i}", [f"s{i}"]) for i in range(len(vectors))]
+    exact = KnowledgeGraph(triplets, vectors, "random", index="flat")
+    ivf = KnowledgeGraph(triplets, vectors, "random", index="ivf")
+    assert (exact.index_kind, ivf.index_kind) == ("flat", "ivf")
+    queries = _clustered(20, seed=1)
+    overlap = [
+        len({h["head"] for h in a} & {h["head"] for h in b}) / 7
+        for a, b in zip(exact.query(queries, k=7), ivf.query(queries, k=7))
+    ]
+    assert np.mean(overlap) >= 0.9
+    ivf.save(tmp_path / "kg")
+    assert json.loads((tmp_path / "kg" / "kg.json").read_text())["index"] == "ivf"
+    loaded = KnowledgeGraph.load(tmp_path / "kg")
+    assert loaded.index_kind == "ivf" and loaded.index.nprobe == ivf.index.nprobe
+    assert loaded.query(queries[0], k=7) == ivf.query(queries[0], k=7)
+
+
+def test_auto_index_is_exact_for_small_graphs_and_bad_kind_is_named():
+    vectors = _clustered(100)
+    triplets = [Triplet(f"h{i}", "r", f"t{i}") for i in range(100)]
+    assert KnowledgeGraph(triplets, vectors, "random").index_kind == "flat"
+    with pytest.raises(KGError, match="index='hnsw'"):
+        KnowledgeGraph(triplets, vectors, "random", index="hnsw")

@@ -97,3 +97,24 @@ def test_world_registry_names_the_shapes_world_and_rejects_unknown():
     assert WORLDS["shapes"] is shapes
     with pytest.raises(KeyError, match="unknown world 'nope'"):
         WORLDS["nope"]
+
+
+def test_hard_negative_changes_exactly_one_named_thing():
+    rng = random.Random(3)
+    for _ in range(200):
+        scene = shapes.make_scene(rng)
+        twin = shapes.hard_negative(rng, scene)
+        assert shapes.captions(twin)[0] != shapes.captions(scene)[0]
+        assert not shapes.attribute_accuracy(shapes.captions(twin)[0], scene)
+        before = [(o.shape, o.color, o.size, o.position) for o in scene.objects]
+        after = [(o.shape, o.color, o.size, o.position) for o in twin.objects]
+        changed = sum(a != b for x, y in zip(before, after) for a, b in zip(x, y))
+        swapped = len(before) == 2 and {x[:3] for x in before} == {y[:3] for y in after} and changed > 1
+        assert changed == 1 or swapped, (before, after)
+
+
+def test_contrastive_batches_hold_hard_negative_twins():
+    _, texts = shapes.make_batch(random.Random(0), 64, hard_negatives=1.0)
+    assert len(texts) == 64
+    _, plain = shapes.make_batch(random.Random(0), 64, hard_negatives=0.0)
+    assert len(plain) == 64 and plain != texts

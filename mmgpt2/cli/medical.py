@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--encoder", required=True, help="encoder spec whose text tower embeds the triplets")
     b.add_argument("--out", required=True, help="output folder")
     b.add_argument("--from-reports", action="store_true", help="extract triplets from report text first")
+    b.add_argument(
+        "--index",
+        choices=("auto", "flat", "ivf"),
+        default="auto",
+        help="FAISS index: exact flat scan, or IVF for large datastores (auto: IVF from 200k triplets)",
+    )
     b.set_defaults(func=run_kg_build)
     qp = kg_sub.add_parser("query", help="top-k triplets for images (by image embedding) or a text")
     qp.add_argument("kg_dir", help="knowledge-graph folder")
@@ -109,9 +115,9 @@ def run_kg_build(args: argparse.Namespace) -> int:
         bad = [n for n, r in enumerate(rows, 1) if "report" not in r]
         if bad:
             raise ValueError(f"{args.triplets}: rows {bad[:5]} have no 'report' field (expected {{'id', 'report'}})")
-        kg = KnowledgeGraph.from_reports([(str(r.get("id", n)), r["report"]) for n, r in enumerate(rows)], encoder)
+        kg = KnowledgeGraph.from_reports([(str(r.get("id", n)), r["report"]) for n, r in enumerate(rows)], encoder, index=args.index)
     else:
-        kg = KnowledgeGraph.from_jsonl(args.triplets, encoder)
+        kg = KnowledgeGraph.from_jsonl(args.triplets, encoder, index=args.index)
     kg.save(args.out)
     print(f"wrote {kg} to {args.out}")
     return 0

@@ -2,7 +2,7 @@
 
 Layout of a cache folder::
 
-    index.json                      {"encoder": spec, "images": {path: [shard, row]}, "shards": [...]}
+    index.json                      {"encoder": spec, "weights": fingerprint, "images": {path: [shard, row]}, "shards": [...]}
     features-00000.safetensors      "pooled" (N, D) float16 [, "tokens" (N, T, Dt) float16]
     failed.jsonl                    {"image": path, "error": reason} for each skipped file
 
@@ -46,6 +46,13 @@ def extract_features(
     index = json.loads(index_path.read_text()) if index_path.is_file() else {"images": {}, "shards": []}
     if index.get("encoder") not in (None, encoder.spec):
         raise ValueError(f"{out}: cache was built with encoder {index['encoder']!r}, not {encoder.spec!r}")
+    weights = encoder.weights_fingerprint()
+    if index["images"] and index.get("weights") not in (None, weights):
+        raise ValueError(
+            f"{out}: cache was built with other weights for {encoder.spec!r} (fingerprint "
+            f"{index['weights']} vs {weights}: the model was retrained); extract into a new folder"
+        )
+    index["weights"] = weights
     if index["images"] and tokens and not index.get("tokens"):
         raise ValueError(f"{out}: cache was built without patch tokens; extract into a new folder with tokens=True")
     index["encoder"] = encoder.spec

@@ -22,6 +22,22 @@ def score_captions(
     Example:
         >>> score_captions({"1": "a red circle"}, {"1": ["a red circle", "one red circle"]})["BLEU-1"]
     """
+    return score_caption_groups({"": (predictions, references)}, metrics)[""]
+
+
+def score_caption_groups(
+    groups: Mapping[str, tuple[Mapping[str, str], Mapping[str, Sequence[str]]]],
+    metrics: Sequence[str] = METRICS,
+) -> dict[str, dict[str, float]]:
+    """`score_captions` for several separate corpora (e.g. one per user) with one Java start-up.
+
+    Each group is scored as its own corpus (CIDEr's document frequencies come from that group's
+    references only), but the PTB tokenizer runs once for all groups and METEOR keeps one JVM:
+    Java start-up, not scoring, dominates many small corpora.
+
+    Example:
+        >>> score_caption_groups({"ada": (preds_a, refs_a), "bo": (preds_b, refs_b)})["ada"]["CIDEr"]
+    """
     require_java()
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
@@ -29,27 +45,38 @@ def score_captions(
     from pycocoevalcap.rouge.rouge import Rouge
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-    missing = [k for k in predictions if k not in references]
-    if missing:
-        raise ValueError(f"{len(missing)} predictions have no references, e.g. id {missing[0]!r}")
-    if not predictions:
-        raise ValueError("no predictions to score")
-    ids = list(predictions)
+    flat_res, flat_gts = {}, {}
+    for name, (predictions, references) in groups.items():
+        missing = [k for k in predictions if k not in references]
+        if missing:
+            raise ValueError(f"{len(missing)} predictions have no references, e.g. id {missing[0]!r}")
+        if not predictions:
+            raise ValueError(f"no predictions to score{f' in group {name!r}' if name else ''}")
+        for i in predictions:
+            flat_res[(name, i)] = [{"caption": predictions[i] or ""}]
+            flat_gts[(name, i)] = [{"caption": r} for r in references[i]]
     tok = PTBTokenizer()
-    res = tok.tokenize({i: [{"caption": predictions[i] or ""}] for i in ids})
-    gts = tok.tokenize({i: [{"caption": r} for r in references[i]] for i in ids})
-    res = {i: c if c and c[0].strip() else ["<empty>"] for i, c in res.items()}  # scorers reject empty lists
-    scores: dict[str, float] = {}
-    if any(m.startswith("BLEU") for m in metrics):
-        bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-        scores.update({f"BLEU-{n + 1}": float(bleu[n]) for n in range(4)})
-    if "METEOR" in metrics:
-        scores["METEOR"] = float(Meteor().compute_score(gts, res)[0])  # its __del__ stops the JVM
-    if "ROUGE-L" in metrics:
-        scores["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
-    if "CIDEr" in metrics:
-        scores["CIDEr"] = float(Cider().compute_score(gts, res)[0])
-    return {k: v for k, v in scores.items() if k in metrics}
+    res_all = tok.tokenize(flat_res)
+    gts_all = tok.tokenize(flat_gts)
+    meteor = Meteor() if "METEOR" in metrics else None
+    out: dict[str, dict[str, float]] = {}
+    for name, (predictions, _) in groups.items():
+        res = {i: res_all[(name, i)] for i in predictions}
+        gts = {i: gts_all[(name, i)] for i in predictions}
+        res = {i: c if c and c[0].strip() else ["<empty>"] for i, c in res.items()}  # scorers reject empty lists
+        scores: dict[str, float] = {}
+        if any(m.startswith("BLEU") for m in metrics):
+            bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+            scores.update({f"BLEU-{n + 1}": float(bleu[n]) for n in range(4)})
+        if meteor is not None:
+            scores["METEOR"] = float(meteor.compute_score(gts, res)[0])
+        if "ROUGE-L" in metrics:
+            scores["ROUGE-L"] = float(Rouge().compute_score(gts, res)[0])
+        if "CIDEr" in metrics:
+            scores["CIDEr"] = float(Cider().compute_score(gts, res)[0])
+        out[name] = {k: v for k, v in scores.items() if k in metrics}
+    del meteor  # its __del__ stops the JVM
+    return out
 
 
 def load_predictions(path: str | os.PathLike) -> dict[str, str]:

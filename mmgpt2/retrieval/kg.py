@@ -5,8 +5,10 @@ the image embedding (both from one CLIP-style encoder), and put them into the pr
 datastore holds only triplets and their text embeddings: no image pixels, no image embeddings,
 no report text.
 
-Each distinct triplet is one row of a FAISS `IndexFlatIP` over L2-normalized vectors (inner
-product = cosine). The studies it came from are kept as `source_ids`, so a query can exclude the
+Each distinct triplet is one row of a FAISS inner-product index over L2-normalized vectors (inner
+product = cosine): exact `IndexFlatIP` up to `IVF_FROM` triplets, and above that an inverted-file
+index (`IVF<nlist>,Flat`, k-means cells, `nprobe` cells searched per query), whose query cost
+grows with sqrt(N) instead of N; `index="flat"` or `"ivf"` forces one. The studies it came from are kept as `source_ids`, so a query can exclude the
 query image's own study: a triplet is dropped only when it came from excluded studies alone,
 which equals KG-LLaVA's "search 15, drop the query's own study, keep 7" after de-duplication.
 
@@ -14,7 +16,7 @@ Folder layout (`save` / `load`)::
 
     kg.json           {"format": "mmgpt2-kg", "version": 1, "encoder": spec, "dim": D, "count": N, ...}
     triplets.jsonl    one {"head", "relation", "tail", "source_ids"} per index row
-    index.faiss       the FAISS index (N rows of D float32)
+    index.faiss       the FAISS index (N rows of D float32; flat or IVF, see kg.json "index")
 
 Example:
     >>> enc = load_encoder("embedded:chest-clip")
@@ -43,6 +45,12 @@ from .extract import Extractor, default_extractor
 FORMAT = "mmgpt2-kg"
 VERSION = 1
 META_NAME, TRIPLETS_NAME, INDEX_NAME = "kg.json", "triplets.jsonl", "index.faiss"
+
+
+#: Above this many triplets `index="auto"` builds an IVF index: a flat scan of 1M 128-d vectors
+#: takes tens of ms per query on one core, IVF with nprobe=16 well under one.
+IVF_FROM = 200_000
+IVF_NPROBE = 16
 
 
 class KGError(ValueError):
@@ -105,8 +113,14 @@ def merge_triplets(rows: Iterable[dict[str, Any]]) -> list[Triplet]:
 class KnowledgeGraph:
     """Triplets + a FAISS inner-product index over their normalized text embeddings."""
 
-    def __init__(self, triplets: Sequence[Triplet], vectors: np.ndarray | None, encoder_spec: str, dim: int | None = None):
-        faiss = _faiss()
+    def __init__(
+        self,
+        triplets: Sequence[Triplet],
+        vectors: np.ndarray | None,
+        encoder_spec: str,
+        dim: int | None = None,
+        index: str = "auto",
+    ):
         self.triplets = list(triplets)
         self.encoder_spec = encoder_spec
         if vectors is None or len(self.triplets) == 0:
@@ -116,22 +130,30 @@ class KnowledgeGraph:
         if vectors.ndim != 2 or vectors.shape[0] != len(self.triplets):
             raise KGError(f"{vectors.shape[0]} vectors for {len(self.triplets)} triplets; they must match one to one")
         self.dim = int(vectors.shape[1])
-        self.index = faiss.IndexFlatIP(self.dim)
-        if len(vectors):
-            self.index.add(_normalize(vectors))
+        self.index = _build_index(_normalize(vectors), index)
 
     def __len__(self) -> int:
         return len(self.triplets)
 
+    @property
+    def index_kind(self) -> str:
+        """"flat" (exact) or "ivf" (approximate, for large datastores)."""
+        return "ivf" if "IVF" in type(self.index).__name__ else "flat"
+
     def __repr__(self) -> str:
-        return f"KnowledgeGraph({len(self)} triplets, dim={self.dim}, encoder={self.encoder_spec!r})"
+        return f"KnowledgeGraph({len(self)} triplets, dim={self.dim}, index={self.index_kind}, encoder={self.encoder_spec!r})"
 
     # --- building ---------------------------------------------------------------------------------
     @classmethod
     def from_triplets(
-        cls, rows: Iterable[dict[str, Any]], encoder, batch_size: int = 256, progress: bool = True
+        cls,
+        rows: Iterable[dict[str, Any]],
+        encoder,
+        batch_size: int = 256,
+        progress: bool = True,
+        index: str = "auto",
     ) -> KnowledgeGraph:
-        """Embed each distinct triplet's text with `encoder.encode_text` and index it.
+        """Embed each distinct triplet's text with `encoder.encode_text` and index it (`index`: see the class).
 
         Example:
             >>> KnowledgeGraph.from_triplets([{"head": "effusion", "relation": "suggestive_of",
@@ -146,7 +168,7 @@ class KnowledgeGraph:
             chunks.append(encoder.encode_text(texts).float().cpu().numpy())
         vectors = np.concatenate(chunks) if chunks else None
         dim = None if chunks else int(encoder.embed_dim)
-        return cls(triplets, vectors, encoder.spec, dim=dim)
+        return cls(triplets, vectors, encoder.spec, dim=dim, index=index)
 
     @classmethod
     def from_jsonl(cls, path: str | os.PathLike, encoder, **kwargs: Any) -> KnowledgeGraph:
@@ -234,7 +256,9 @@ class KnowledgeGraph:
         lines = "".join(json.dumps({"head": t.head, "relation": t.relation, "tail": t.tail, "source_ids": t.source_ids}) + "\n" for t in self.triplets)
         atomic_write(folder / TRIPLETS_NAME, lambda p: p.write_text(lines, encoding="utf-8"))
         meta = {"format": FORMAT, "version": VERSION, "encoder": self.encoder_spec, "dim": self.dim,
-                "count": len(self), "metric": "inner_product", "normalized": True}
+                "count": len(self), "metric": "inner_product", "normalized": True, "index": self.index_kind}
+        if self.index_kind == "ivf":
+            meta["nprobe"] = int(self.index.nprobe)
         atomic_write_json(folder / META_NAME, meta)
         return folder
 
@@ -270,9 +294,31 @@ class KnowledgeGraph:
             problems.append(f"kg.json says {meta.get('count')} triplets but triplets.jsonl has {len(triplets)}")
         if problems:
             raise KGError(f"{folder}: corrupt knowledge graph: " + "; ".join(problems) + "; rebuild it")
+        if "nprobe" in meta and hasattr(index, "nprobe"):
+            index.nprobe = int(meta["nprobe"])
         kg = cls.__new__(cls)
         kg.triplets, kg.encoder_spec, kg.dim, kg.index = triplets, meta.get("encoder", ""), int(index.d), index
         return kg
+
+
+def _build_index(unit: np.ndarray, kind: str):
+    """A FAISS inner-product index over the rows of `unit` (see the module docstring for `kind`)."""
+    faiss = _faiss()
+    if kind not in ("auto", "flat", "ivf"):
+        raise KGError(f"index={kind!r}: choose 'auto', 'flat' or 'ivf'")
+    n, dim = unit.shape
+    if kind == "flat" or (kind == "auto" and n < IVF_FROM):
+        index = faiss.IndexFlatIP(dim)
+    else:
+        # ~4 sqrt(N) cells, each trained on >= 39 points as FAISS's k-means asks.
+        nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))
+        index = faiss.index_factory(dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+        sample = unit if n <= nlist * 64 else unit[np.random.default_rng(0).choice(n, nlist * 64, replace=False)]
+        index.train(sample)
+        index.nprobe = min(IVF_NPROBE, nlist)
+    if n:
+        index.add(unit)
+    return index
 
 
 def read_triplets_jsonl(path: str | os.PathLike, merge: bool = True) -> list[Any]:

@@ -22,7 +22,7 @@ import json
 import os
 import random
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -297,11 +297,17 @@ def caption_corpus(n_scenes: int, seed: int) -> list[str]:
     return list(texts)
 
 
-def paraphrase_pairs(n_scenes: int, seed: int) -> list[tuple[str, str]]:
+def paraphrase_pairs(
+    n_scenes: int, seed: int, keyword_share: float = 0.5, n_objects: int | None = None
+) -> list[tuple[str, str]]:
     """(context, caption) pairs: two random paraphrases of each of `n_scenes` scenes.
 
     Pretraining the tiny GPT-2 on them teaches it to take content from what precedes a caption,
-    the slot a captioner's prefix fills (see `tiny_models.train_tiny_gpt2`).
+    the slot a captioner's prefix fills (see `tiny_models.train_tiny_gpt2`). For `keyword_share`
+    of the one-object scenes the context is the attribute words alone, shuffled: a prefix is
+    closer to a bag of content than to a sentence, and copying a whole sentence can be learned
+    by position alone, without reading which colour or size it names. `n_objects` restricts the
+    scenes to one kind (default: either).
 
     Example:
         >>> context, caption = paraphrase_pairs(1, seed=0)[0]
@@ -309,16 +315,59 @@ def paraphrase_pairs(n_scenes: int, seed: int) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     out = []
     for _ in range(n_scenes):
-        caps = captions(make_scene(rng))
-        out.append((rng.choice(caps), rng.choice(caps)))
+        scene = make_scene(rng, n_objects=n_objects)
+        caps = captions(scene)
+        if len(scene.objects) == 1 and rng.random() < keyword_share:
+            o = scene.objects[0]
+            words = [o.shape, o.color, o.size, POSITION_PHRASES[o.position]]
+            rng.shuffle(words)
+            out.append((" ".join(words), rng.choice(caps)))
+        else:
+            out.append((rng.choice(caps), rng.choice(caps)))
     return out
 
 
-def make_batch(rng: random.Random, batch_size: int) -> tuple[list[Image.Image], list[str]]:
+def hard_negative(rng: random.Random, scene: Scene) -> Scene:
+    """A scene that differs from `scene` in exactly one thing a caption names.
+
+    One attribute (shape, colour or size) of one object changes, or, in a two-object scene, the
+    two objects swap places (the same words in the other order). Contrastive batches of random
+    scenes almost never hold two scenes this close, so a tiny CLIP trained on them alone learns
+    colour and position and little else; pairing each scene with such a twin forces it to tell
+    shapes, sizes and object order apart (a NegCLIP-style hard negative).
+
+    Example:
+        >>> scene = make_scene(random.Random(0), n_objects=1)
+        >>> captions(hard_negative(random.Random(1), scene))[0] != captions(scene)[0]
+        True
+    """
+    if len(scene.objects) == 2 and scene.objects[0].phrase() != scene.objects[1].phrase() and rng.random() < 0.25:
+        a, b = scene.objects
+        swapped = (replace(a, position=b.position), replace(b, position=a.position))
+        return replace(scene, objects=swapped, relation=INVERSE_ANY[scene.relation or ""], noise_seed=rng.randrange(2**31))
+    choices = {"shape": SHAPES, "color": tuple(COLORS), "size": tuple(SIZES)}
+    i = rng.randrange(len(scene.objects))
+    obj = scene.objects[i]
+    key = rng.choice(tuple(choices))
+    value = rng.choice([v for v in choices[key] if v != getattr(obj, key)])
+    objects = list(scene.objects)
+    objects[i] = replace(obj, **{key: value})
+    return replace(scene, objects=tuple(objects), noise_seed=rng.randrange(2**31))
+
+
+def make_batch(
+    rng: random.Random, batch_size: int, hard_negatives: float = 0.5
+) -> tuple[list[Image.Image], list[str]]:
     """Images and one random paraphrase each: the batch maker for `tiny_models.train_tiny_clip`.
+
+    After each random scene, with probability `hard_negatives`, comes its `hard_negative` twin.
 
     Example:
         >>> images, texts = make_batch(random.Random(0), 4)
     """
-    scenes = [make_scene(rng) for _ in range(batch_size)]
+    scenes: list[Scene] = []
+    while len(scenes) < batch_size:
+        scenes.append(make_scene(rng))
+        if len(scenes) < batch_size and rng.random() < hard_negatives:
+            scenes.append(hard_negative(rng, scenes[-1]))
     return [render(s) for s in scenes], [rng.choice(captions(s)) for s in scenes]

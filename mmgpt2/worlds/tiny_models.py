@@ -66,6 +66,10 @@ def _staging_dir(out_dir: str | os.PathLike):
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        for path in [tmp, *tmp.rglob("*")]:  # mkdtemp makes 0700 folders: models should read like any file
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
         old = out.with_name(f".{out.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if out.exists():
@@ -147,6 +151,8 @@ def train_tiny_gpt2(
     n_positions: int = 64,
     lr: float = 3e-3,
     pairs: Sequence[tuple[str, str]] | None = None,
+    pair_share: float = 0.5,
+    separate_pairs: bool = False,
 ) -> Path:
     """Pretrain a small `GPT2LMHeadModel` on `texts` and save it (fp16 safetensors + tokenizer).
 
@@ -155,7 +161,7 @@ def train_tiny_gpt2(
     loss on the text only: a model trained on captions alone never needs what comes before a
     caption and learns to ignore it, so a frozen copy could not be steered by a prefix. Pairs of
     two paraphrases of one scene teach it to take content from its context, which is the slot
-    the mapper's prefix fills. The folder loads with ``mmgpt2.lm.load_lm("embedded:NAME")`` once it sits under
+    the mapper's prefix fills; `pair_share` is the share of paired sequences in a batch. The folder loads with ``mmgpt2.lm.load_lm("embedded:NAME")`` once it sits under
     ``assets/models/NAME`` (or with ``load_lm("hf:/path")``).
 
     Example:
@@ -170,7 +176,9 @@ def train_tiny_gpt2(
     seqs = [([eos, *tokenizer.encode(t, add_special_tokens=False)[: n_positions - 2], eos], 1) for t in texts]
     paired = []
     for context, text in pairs or []:
-        ctx = tokenizer.encode(context, add_special_tokens=False)[: n_positions // 2 - 1]
+        ctx = tokenizer.encode(context, add_special_tokens=False)[: n_positions // 2 - 1 - separate_pairs]
+        if separate_pairs:
+            ctx = [*ctx, eos]
         tgt = tokenizer.encode(text, add_special_tokens=False)[: n_positions - len(ctx) - 2]
         paired.append(([eos, *ctx, *tgt, eos], 1 + len(ctx)))
     torch.manual_seed(seed)
@@ -197,7 +205,7 @@ def train_tiny_gpt2(
     bar = _progress(steps, "tiny GPT-2")
     for _ in range(steps):
         batch = [
-            paired[rng.randrange(len(paired))] if paired and rng.random() < 0.5 else seqs[rng.randrange(len(seqs))]
+            paired[rng.randrange(len(paired))] if paired and rng.random() < pair_share else seqs[rng.randrange(len(seqs))]
             for _ in range(batch_size)
         ]
         width = max(len(s) for s, _ in batch)

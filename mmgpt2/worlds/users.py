@@ -107,29 +107,42 @@ def posts(user: str, n: int, seed: int) -> list[tuple[Scene, str]]:
     return [(s, caption_as(user, s)) for s in scenes]
 
 
-def text_corpus(n_scenes: int, seed: int, keyword_share: float = 0.5) -> list[str]:
+def _random_caption(rng: random.Random) -> str:
+    """A random one-object scene captioned in a random style (any combination, not only the users')."""
+    scene = make_scene(rng, n_objects=1)
+    opener, order, ending = rng.choice(list(_PATTERNS))
+    o = scene.objects[0]
+    body = ORDERS[order].format(size=o.size, color=o.color, shape=o.shape, pos=POSITION_PHRASES[o.position])
+    return " ".join(x for x in (OPENERS[opener], body, ENDINGS[ending]) if x)
+
+
+def text_corpus(n_scenes: int, seed: int) -> list[str]:
     """Captions of random scenes in every possible style (not only the users'): the LM's corpus.
 
     The frozen LM learns the language of the world, as GPT-2 learned the web's, without learning
-    who writes which style. A `keyword_share` of the documents start with the caption's words,
-    shuffled, then " : " and the caption: without them the attribute words never depend on
-    anything earlier in a document, the tiny LM learns to ignore its context, and no prefix can
-    steer it (a real GPT-2 learned to copy from context on the web).
+    who writes which style.
+    """
+    rng = random.Random(seed)
+    return [_random_caption(rng) for _ in range(n_scenes)]
+
+
+def keyword_pairs(n_scenes: int, seed: int) -> list[tuple[str, str]]:
+    """(the caption's words shuffled, partly dropped, + " :", caption) pairs for `train_tiny_gpt2(pairs=...)`.
+
+    Without them the attribute words of a caption never depend on anything earlier in a document,
+    the tiny LM learns to ignore its context, and no prefix can steer it (a real GPT-2 learned to
+    copy from context on the web). The attribute words are always kept; opener, order and ending
+    words only sometimes, so the LM learns to take style from context too when it is there.
     """
     rng = random.Random(seed)
     out = []
-    styles = list(_PATTERNS)
+    attribute_words = set(SHAPES) | set(COLORS) | set(SIZES) | {w for p in POSITION_PHRASES.values() for w in p.split()}
     for _ in range(n_scenes):
-        scene = make_scene(rng, n_objects=1)
-        opener, order, ending = rng.choice(styles)
-        o = scene.objects[0]
-        body = ORDERS[order].format(size=o.size, color=o.color, shape=o.shape, pos=POSITION_PHRASES[o.position])
-        caption = " ".join(x for x in (OPENERS[opener], body, ENDINGS[ending]) if x)
-        if rng.random() < keyword_share:
-            keys = list(dict.fromkeys(caption.replace(",", "").split()))
-            rng.shuffle(keys)
-            caption = " ".join(keys[: rng.randint(1, len(keys))]) + " : " + caption
-        out.append(caption)
+        caption = _random_caption(rng)
+        words = list(dict.fromkeys(caption.replace(",", "").split()))
+        keep = [w for w in words if w in attribute_words or rng.random() < 0.7]
+        rng.shuffle(keep)
+        out.append((" ".join(keep) + " :", caption))
     return out
 
 
