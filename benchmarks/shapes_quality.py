@@ -23,18 +23,6 @@ from mmgpt2.worlds import shapes
 SEED = 90_000  # held out: recipes/build_worlds.py uses seeds < 10
 
 
-def canonical_captions() -> list[str]:
-    objs = [
-        shapes.ShapeObject(s, c, z, "center")
-        for s in shapes.SHAPES
-        for c in shapes.COLORS
-        for z in shapes.SIZES
-    ]
-    one = [f"a {o.phrase()} {shapes.POSITION_PHRASES[p]}" for o in objs for p in shapes.POSITIONS]
-    two = [f"a {a.phrase()} {r} a {b.phrase()}" for a in objs for b in objs for r in shapes.RELATIONS]
-    return one + two
-
-
 @torch.no_grad()
 def retrieval_baseline(encoder, pooled: torch.Tensor, candidates: list[str]) -> list[str]:
     text = torch.cat([encoder.encode_text(candidates[i : i + 512]) for i in range(0, len(candidates), 512)])
@@ -72,7 +60,7 @@ def main() -> None:
     systems: dict[str, dict[int, list[str]]] = {}
     timings: dict[str, float] = {}
     start = time.time()
-    cands = canonical_captions()
+    cands = shapes.canonical_captions(1) + shapes.canonical_captions(2)
     systems["baseline: CLIP retrieval"] = {
         k: retrieval_baseline(first.encoder, feats[k][0], cands) for k in groups
     }

@@ -105,13 +105,7 @@ def stage_clip(models: Path, work: Path, cfg: dict, seed: int) -> None:
     # Exact-caption retrieval among every canonical one-object caption (4 x 6 x 2 x 5 = 240).
     rng = random.Random(SEEDS["retrieval"])
     scenes = [shapes.make_scene(rng, n_objects=1) for _ in range(cfg["retrieval_scenes"])]
-    candidates = sorted(
-        f"a {size} {color} {shape} {shapes.POSITION_PHRASES[pos]}"
-        for shape in shapes.SHAPES
-        for color in shapes.COLORS
-        for size in shapes.SIZES
-        for pos in shapes.POSITIONS
-    )
+    candidates = shapes.canonical_captions(1)
     acc = tiny_models.clip_retrieval_accuracy(
         out, [shapes.render(s) for s in scenes], [shapes.captions(s)[0] for s in scenes], candidates
     )

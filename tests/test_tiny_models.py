@@ -54,13 +54,7 @@ def test_shipped_clip_retrieves_exact_one_object_captions():
     rng = random.Random(10_001)
     scenes = [shapes.make_scene(rng, n_objects=1) for _ in range(40)]
     truth = [shapes.captions(s)[0] for s in scenes]
-    candidates = sorted(
-        f"a {z} {c} {s} {shapes.POSITION_PHRASES[p]}"
-        for s in shapes.SHAPES
-        for c in shapes.COLORS
-        for z in shapes.SIZES
-        for p in shapes.POSITIONS
-    )
+    candidates = shapes.canonical_captions(1)
     acc = tiny_models.clip_retrieval_accuracy(
         ROOT / "assets" / "models" / "shapes-clip", [shapes.render(s) for s in scenes], truth, candidates
     )

@@ -106,6 +106,10 @@ class Scene:
     def to_json(self) -> list[dict[str, str]]:
         return [asdict(o) for o in self.objects]
 
+    def to_record(self) -> dict:
+        """``{"objects": [...]}`` plus ``"relation"`` for two objects: what `scene_from_record` reads."""
+        return {"objects": self.to_json(), **({"relation": self.relation} if self.relation else {})}
+
 
 def make_scene(rng: random.Random, n_objects: int | None = None) -> Scene:
     """A random scene with 1 or 2 objects (`n_objects`, default: either, equally likely).
@@ -266,9 +270,7 @@ def write(out_dir: str | os.PathLike, n: int, seed: int = 0, size: int = 64) -> 
         scene = make_scene(rng)
         name = f"{i:05d}.png"
         atomic_write(out / name, lambda p, s=scene: render(s, size).save(p, format="PNG"))
-        record = {"image": name, "captions": captions(scene), "objects": scene.to_json()}
-        if scene.relation:
-            record["relation"] = scene.relation
+        record = {"image": name, "captions": captions(scene), **scene.to_record()}
         lines.append(json.dumps(record))
     jsonl = out / "captions.jsonl"
     atomic_write(jsonl, lambda p: p.write_text("\n".join(lines) + "\n"))
@@ -297,17 +299,33 @@ def caption_corpus(n_scenes: int, seed: int) -> list[str]:
     return list(texts)
 
 
-def paraphrase_pairs(
-    n_scenes: int, seed: int, keyword_share: float = 0.5, n_objects: int | None = None
-) -> list[tuple[str, str]]:
+def canonical_captions(n_objects: int) -> list[str]:
+    """Every canonical (first-template) caption of a one- or two-object scene, sorted.
+
+    One object: 4 shapes x 6 colours x 2 sizes x 5 positions = 240 captions. Two objects: every
+    ordered pair of the 48 object phrases with every relation (9,216). The candidate set for
+    zero-shot CLIP retrieval.
+
+    Example:
+        >>> len(canonical_captions(1)), canonical_captions(1)[0]
+        (240, 'a large blue circle at the bottom')
+    """
+    objects = [f"{z} {c} {s}" for s in SHAPES for c in COLORS for z in SIZES]
+    if n_objects == 1:
+        return sorted(f"a {o} {phrase}" for o in objects for phrase in POSITION_PHRASES.values())
+    if n_objects == 2:
+        return sorted(f"a {a} {r} a {b}" for a in objects for b in objects for r in RELATIONS)
+    raise ValueError(f"n_objects={n_objects}: the shapes world has one- and two-object scenes only")
+
+
+def paraphrase_pairs(n_scenes: int, seed: int, keyword_share: float = 0.5) -> list[tuple[str, str]]:
     """(context, caption) pairs: two random paraphrases of each of `n_scenes` scenes.
 
     Pretraining the tiny GPT-2 on them teaches it to take content from what precedes a caption,
     the slot a captioner's prefix fills (see `tiny_models.train_tiny_gpt2`). For `keyword_share`
     of the one-object scenes the context is the attribute words alone, shuffled: a prefix is
     closer to a bag of content than to a sentence, and copying a whole sentence can be learned
-    by position alone, without reading which colour or size it names. `n_objects` restricts the
-    scenes to one kind (default: either).
+    by position alone, without reading which colour or size it names.
 
     Example:
         >>> context, caption = paraphrase_pairs(1, seed=0)[0]
@@ -315,7 +333,7 @@ def paraphrase_pairs(
     rng = random.Random(seed)
     out = []
     for _ in range(n_scenes):
-        scene = make_scene(rng, n_objects=n_objects)
+        scene = make_scene(rng)
         caps = captions(scene)
         if len(scene.objects) == 1 and rng.random() < keyword_share:
             o = scene.objects[0]

@@ -95,6 +95,29 @@ def _check_texts(texts: Sequence[str], what: str) -> list[str]:
     return texts
 
 
+def _optimizer(model: torch.nn.Module, lr: float, weight_decay: float, steps: int, floor: float):
+    """AdamW with 10% linear warm-up, then linear decay that stops at `floor` x the peak rate.
+
+    Not `training.linear_warmup` (which decays to zero from the end of warm-up): the shipped tiny
+    models were trained with this schedule, and the recipes must reproduce them.
+    """
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    warmup = max(1, steps // 10)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * max(floor, 1 - s / max(steps, 1))
+    )
+    return opt, sched
+
+
+def _update(model: torch.nn.Module, opt, sched, loss: torch.Tensor) -> None:
+    """One optimizer step with gradient clipping at norm 1."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+
+
 # --- tokenizer -------------------------------------------------------------------------------------
 def train_tokenizer(texts: Sequence[str], vocab_size: int, out_dir: str | os.PathLike):
     """Train a GPT-2-style byte-level BPE tokenizer (EOS ``<|endoftext|>``) and save it to `out_dir`.
@@ -197,11 +220,7 @@ def train_tiny_gpt2(
     )
     model = GPT2LMHeadModel(config)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warmup = max(1, steps // 10)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.05, 1 - s / max(steps, 1))
-    )
+    opt, sched = _optimizer(model, lr, weight_decay=0.01, steps=steps, floor=0.05)
     bar = _progress(steps, "tiny GPT-2")
     for _ in range(steps):
         batch = [
@@ -217,11 +236,7 @@ def train_tiny_gpt2(
             labels[i, start : len(s)] = torch.tensor(s[start:])  # EOS and any context are not targets
             mask[i, : len(s)] = 1
         loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        _update(model, opt, sched, loss)
         bar.set_postfix(loss=f"{loss.item():.3f}")
         bar.update()
     bar.close()
@@ -338,11 +353,7 @@ def train_tiny_clip(
             quiet.setLevel(level)
         text_tok = open_clip.get_tokenizer(f"local-dir:{tmp}")
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
-        warmup = max(1, steps // 10)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: min(1.0, (s + 1) / warmup) * max(0.02, 1 - s / max(steps, 1))
-        )
+        opt, sched = _optimizer(model, lr, weight_decay=0.05, steps=steps, floor=0.02)
         bar = _progress(steps, "tiny CLIP")
         for _ in range(steps):
             images, texts = make_batch(rng, batch_size)
@@ -350,11 +361,7 @@ def train_tiny_clip(
             img = model.encode_image(pixels, normalize=True)
             txt = model.encode_text(text_tok(texts), normalize=True)
             loss = _clip_loss(img, txt, model.logit_scale.exp().clamp(max=100), texts)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            _update(model, opt, sched, loss)
             bar.set_postfix(loss=f"{loss.item():.3f}")
             bar.update()
         bar.close()

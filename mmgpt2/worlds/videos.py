@@ -112,9 +112,7 @@ def write(
             "duration": length,
             "timestamps": [[cuts[j], cuts[j + 1]] for j in range(k)],
             "sentences": [shapes.captions(s)[0] for s in clip_scenes],
-            "scenes": [
-                {"objects": s.to_json(), **({"relation": s.relation} if s.relation else {})} for s in clip_scenes
-            ],
+            "scenes": [s.to_record() for s in clip_scenes],
         }
     gt = out / "ground_truth.json"
     atomic_write_json(gt, truth)
