@@ -16,7 +16,7 @@ from mmgpt2.lm import load_lm
 from mmgpt2.video import features as features_mod
 from mmgpt2.video.captioner import DenseVideoCaptioner
 from mmgpt2.video.reader import SamplingConfig, VideoStream
-from mmgpt2.video.zerota import ZeroTA, ZeroTAConfig, ZeroTATrace
+from mmgpt2.video.zerota import ZeroTA, ZeroTAConfig, ZeroTAPrefix, ZeroTATrace
 from mmgpt2.worlds import videos
 
 FAST = {"steps": 4, "samples_per_event": 2, "final_samples": 3, "max_new_tokens": 10}
@@ -142,3 +142,19 @@ def test_cli_dense_caption_prints_activitynet_json_and_draws_a_timeline(models, 
     assert events and all(set(e) >= {"sentence", "timestamp"} and len(e["timestamp"]) == 2 for e in events)
     assert "broken" in doc["external_data"]["errors"] and "broken.mp4" in captured.err
     assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_lookahead_lets_clip_judge_finished_captions_not_fragments(models, feats, monkeypatch, lookahead):
+    """At the first token, CLIP sees one-token fragments without lookahead and whole captions with it."""
+    encoder, lm = models
+    config = ZeroTAConfig(events=2, max_new_tokens=10, lookahead=lookahead)
+    zerota = ZeroTA(encoder, lm, config)
+    seen: list[list[str]] = []
+    original = encoder.encode_text
+    monkeypatch.setattr(encoder, "encode_text", lambda texts: seen.append(list(texts)) or original(texts))
+    moments = feats.features[:2]
+    captions = zerota.guided_decode(ZeroTAPrefix(encoder, lm, config)(moments), moments)
+    assert len(captions) == 2 and len(seen) >= 1
+    median_words = sorted(len(t.split()) for t in seen[0])[len(seen[0]) // 2]
+    assert (median_words >= 3) if lookahead else (median_words <= 1), seen[0]

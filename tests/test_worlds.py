@@ -118,3 +118,30 @@ def test_contrastive_batches_hold_hard_negative_twins():
     assert len(texts) == 64
     _, plain = shapes.make_batch(random.Random(0), 64, hard_negatives=0.0)
     assert len(plain) == 64 and plain != texts
+
+
+def test_two_object_captions_name_the_objects_in_reading_order():
+    """One object order per image: left before right, top before bottom, in every paraphrase."""
+    rng = random.Random(5)
+    for _ in range(200):
+        scene = shapes.make_scene(rng, n_objects=2)
+        first, relation, second = shapes.reading_order(scene)
+        assert relation in ("to the left of", "above")
+        dx = shapes.POSITIONS[first.position][0] - shapes.POSITIONS[second.position][0]
+        dy = shapes.POSITIONS[first.position][1] - shapes.POSITIONS[second.position][1]
+        assert (dx < 0) if relation == "to the left of" else (dy < 0)
+        for caption in shapes.captions(scene):
+            head, _, tail = caption.partition(f" {relation} ")
+            assert first.phrase() in head and tail.endswith(second.phrase())
+            assert shapes.attribute_accuracy(caption, scene)
+
+
+def test_paraphrase_pairs_keep_one_object_order_and_keywords_keep_the_binding():
+    pairs = shapes.paraphrase_pairs(300, seed=2)
+    two = [(c, t) for c, t in pairs if any(r in t for r in shapes.RELATIONS)]
+    assert two and any(not c.startswith(("a ", "there ")) for c, _ in two)  # keyword contexts exist
+    for context, caption in two:
+        words = [w for w in context.split() if w in shapes.COLORS]
+        assert words == [w for w in caption.split() if w in shapes.COLORS]  # same colours, same order
+    scene = shapes.make_scene(random.Random(3), n_objects=2)
+    assert shapes.attribute_accuracy(shapes.keywords(scene, random.Random(0)), scene)

@@ -11,7 +11,7 @@ Example:
     >>> scene = make_scene(rng)
     >>> image = render(scene)            # 64x64 PIL image
     >>> captions(scene)[0]
-    'a large purple triangle on the right'
+    'a small blue cross above a large yellow cross'
     >>> attribute_accuracy(captions(scene)[0], scene)
     True
 """
@@ -116,7 +116,7 @@ def make_scene(rng: random.Random, n_objects: int | None = None) -> Scene:
 
     Example:
         >>> make_scene(random.Random(3), n_objects=2).relation
-        'above'
+        'to the left of'
     """
     n = n_objects if n_objects is not None else rng.choice((1, 2))
     if n not in (1, 2):
@@ -183,23 +183,41 @@ def render(scene: Scene, size: int = 64) -> Image.Image:
     return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8))
 
 
+def reading_order(scene: Scene) -> tuple[ShapeObject, str, ShapeObject]:
+    """A two-object scene as ``(first, relation, second)`` in reading order: left to right, top to bottom.
+
+    Which object a scene names first is random (`make_scene`); captions always name them in reading
+    order, so an image has one object order and a captioner never averages two (naming one
+    object's colour with the other's shape).
+
+    Example:
+        >>> first, relation, second = reading_order(make_scene(random.Random(3), n_objects=2))
+        >>> relation in ("to the left of", "above")
+        True
+    """
+    if len(scene.objects) != 2:
+        raise ValueError(f"reading_order needs a two-object scene, got {len(scene.objects)} objects")
+    a, b = scene.objects
+    rel = scene.relation or ""
+    if rel in INVERSE:
+        return a, rel, b
+    return b, INVERSE_ANY[rel], a
+
+
 def captions(scene: Scene) -> list[str]:
     """Every paraphrase of `scene`; the first is the canonical one.
 
-    Two-object scenes are also described from the other object ("... to the right of ...").
+    Two-object scenes name their objects in reading order (`reading_order`), in every paraphrase.
 
     Example:
         >>> captions(make_scene(random.Random(0), n_objects=1))[:2]
-        ['a large purple triangle on the right', 'there is a large purple triangle on the right']
+        ['a large red cross on the right', 'there is a large red cross on the right']
     """
     if len(scene.objects) == 1:
         obj = scene.objects[0]
         return [t.format(obj=obj.phrase(), pos=POSITION_PHRASES[obj.position]) for t in ONE_OBJECT_TEMPLATES]
-    a, b = scene.objects
-    rel = scene.relation or ""
-    forward = [t.format(a=a.phrase(), rel=rel, b=b.phrase()) for t in TWO_OBJECT_TEMPLATES]
-    backward = [t.format(a=b.phrase(), rel=INVERSE_ANY[rel], b=a.phrase()) for t in TWO_OBJECT_TEMPLATES[:2]]
-    return forward + backward
+    a, rel, b = reading_order(scene)
+    return [t.format(a=a.phrase(), rel=rel, b=b.phrase()) for t in TWO_OBJECT_TEMPLATES]
 
 
 _WORD = re.compile(r"[a-z]+")
@@ -323,9 +341,10 @@ def paraphrase_pairs(n_scenes: int, seed: int, keyword_share: float = 0.5) -> li
 
     Pretraining the tiny GPT-2 on them teaches it to take content from what precedes a caption,
     the slot a captioner's prefix fills (see `tiny_models.train_tiny_gpt2`). For `keyword_share`
-    of the one-object scenes the context is the attribute words alone, shuffled: a prefix is
-    closer to a bag of content than to a sentence, and copying a whole sentence can be learned
-    by position alone, without reading which colour or size it names.
+    of the scenes the context is the attribute words alone (`keywords`): a prefix is closer to a
+    bag of content than to a sentence, and copying a whole sentence can be learned by position
+    alone, without reading which colour or size it names. Both sides name the objects in the
+    same (reading) order, so the copy is never ambiguous.
 
     Example:
         >>> context, caption = paraphrase_pairs(1, seed=0)[0]
@@ -335,14 +354,30 @@ def paraphrase_pairs(n_scenes: int, seed: int, keyword_share: float = 0.5) -> li
     for _ in range(n_scenes):
         scene = make_scene(rng)
         caps = captions(scene)
-        if len(scene.objects) == 1 and rng.random() < keyword_share:
-            o = scene.objects[0]
-            words = [o.shape, o.color, o.size, POSITION_PHRASES[o.position]]
-            rng.shuffle(words)
-            out.append((" ".join(words), rng.choice(caps)))
+        if rng.random() < keyword_share:
+            out.append((keywords(scene, rng), rng.choice(caps)))
         else:
             out.append((rng.choice(caps), rng.choice(caps)))
     return out
+
+
+def keywords(scene: Scene, rng: random.Random) -> str:
+    """The attribute words of `scene`: shuffled for one object, in caption order for two.
+
+    Two objects keep their order (``small red circle to the left of large blue square``): a bag
+    of seven words cannot say which colour goes with which shape.
+
+    Example:
+        >>> keywords(make_scene(random.Random(3), n_objects=2), random.Random(0))
+        'large blue square to the left of small purple circle'
+    """
+    if len(scene.objects) == 2:
+        a, rel, b = reading_order(scene)
+        return f"{a.phrase()} {rel} {b.phrase()}"
+    o = scene.objects[0]
+    words = [o.shape, o.color, o.size, POSITION_PHRASES[o.position]]
+    rng.shuffle(words)
+    return " ".join(words)
 
 
 def hard_negative(rng: random.Random, scene: Scene) -> Scene:
