@@ -150,11 +150,27 @@ def test_lookahead_lets_clip_judge_finished_captions_not_fragments(models, feats
     encoder, lm = models
     config = ZeroTAConfig(events=2, max_new_tokens=10, lookahead=lookahead)
     zerota = ZeroTA(encoder, lm, config)
+    moments = feats.features[:2]
+    contexts = ZeroTAPrefix(encoder, lm, config)(moments)  # before the spy: it embeds the vocabulary
     seen: list[list[str]] = []
     original = encoder.encode_text
     monkeypatch.setattr(encoder, "encode_text", lambda texts: seen.append(list(texts)) or original(texts))
-    moments = feats.features[:2]
-    captions = zerota.guided_decode(ZeroTAPrefix(encoder, lm, config)(moments), moments)
+    captions = zerota.guided_decode(contexts, moments)
     assert len(captions) == 2 and len(seen) >= 1
     median_words = sorted(len(t.split()) for t in seen[0])[len(seen[0]) // 2]
     assert (median_words >= 3) if lookahead else (median_words <= 1), seen[0]
+
+
+def test_each_extra_rollout_gives_clip_one_more_ending_per_proposal(models, feats, monkeypatch):
+    encoder, lm = models
+    moments = feats.features[:2]
+    counts = {}
+    original = encoder.encode_text
+    for rollouts in (1, 3):
+        config = ZeroTAConfig(events=2, max_new_tokens=6, lookahead=True, lookahead_rollouts=rollouts)
+        contexts = ZeroTAPrefix(encoder, lm, config)(moments)  # before the spy: it embeds the vocabulary
+        seen: list[int] = []
+        monkeypatch.setattr(encoder, "encode_text", lambda texts, seen=seen: seen.append(len(texts)) or original(texts))
+        ZeroTA(encoder, lm, config).guided_decode(contexts, moments)
+        counts[rollouts] = seen[0]
+    assert counts[3] == 3 * counts[1] == 3 * 2 * ZeroTAConfig().guided_top_k

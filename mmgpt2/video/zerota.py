@@ -15,7 +15,7 @@ Losses (all K events in one batch per step):
 
 - **vision**. GPT-2 writes candidate captions from each event's context (no gradient: text is
   discrete): one CLIP-guided caption (GPT-2 proposes its top-k next tokens, CLIP picks among them
-  by the whole caption GPT-2 finishes greedily after each, see `ZeroTA.guided_decode`) and a few
+  by the best of a few whole captions GPT-2 finishes after each, see `ZeroTA.guided_decode`) and a few
   sampled ones; CLIP embeds them. Two differentiable terms
   use these fixed texts:
   (a) *matching*: the moment embeddings against the events' own captions (for each event, the one
@@ -91,6 +91,8 @@ class ZeroTAConfig:
     guided_clip_weight: float = 0.5
     # CLIP judges each token GPT-2 proposes by the caption GPT-2 finishes greedily after it
     lookahead: bool = True
+    # endings per proposal: the greedy one plus (n - 1) sampled ones; the best-matching counts
+    lookahead_rollouts: int = 3
     # after the final choice, passes of word-by-word edits: at each position GPT-2 proposes its
     # top-k tokens and CLIP judges the whole edited caption (0 disables)
     refine_passes: int = 2
@@ -312,8 +314,10 @@ class ZeroTA:
         return continuation.strip()
 
     @torch.no_grad()
-    def _complete(self, contexts: torch.Tensor, ids: list[list[int]], max_new_tokens: int) -> list[list[int]]:
-        """Each ``ids[r]`` continued greedily after ``contexts[r]`` (the text CLIP will judge)."""
+    def _complete(
+        self, contexts: torch.Tensor, ids: list[list[int]], max_new_tokens: int, sample: bool = False
+    ) -> list[list[int]]:
+        """Each ``ids[r]`` continued after ``contexts[r]``, greedily or `sample`d (the text CLIP will judge)."""
         from ..lm.decoding import decode
 
         if max_new_tokens < 1:
@@ -321,7 +325,9 @@ class ZeroTA:
         batch = self.lm.build_inputs(contexts.to(self.lm.dtype), ids, pad_left=True)
         batch = share_prefix_position(batch, self.n_prefix)
         batch.pop("labels")
-        return [list(x) + y for x, y in zip(ids, decode(self.lm, batch, max_new_tokens=max_new_tokens), strict=True)]
+        cfg = self.config
+        how = {"do_sample": True, "top_k": cfg.sample_top_k, "temperature": cfg.sample_temperature} if sample else {}
+        return [list(x) + y for x, y in zip(ids, decode(self.lm, batch, max_new_tokens=max_new_tokens, **how), strict=True)]
 
     @torch.no_grad()
     def guided_decode(self, contexts: torch.Tensor, moments: torch.Tensor, lookahead: bool | None = None) -> list[str]:
@@ -330,10 +336,12 @@ class ZeroTA:
         moment (MAGIC-style: ``log p_LM + w * log softmax(CLIP / T)``). GPT-2 proposes every word;
         CLIP only chooses among its proposals, so the text stays GPT-2's.
 
-        With `lookahead` (default: the config's) CLIP judges each proposal by the whole caption
-        GPT-2 writes greedily after it, not by the unfinished text: a tiny CLIP, like a large one,
-        was trained on whole captions and scores fragments ("a small") almost at random, while
-        finished captions it ranks well (see `benchmarks/zerota.py`, the "no lookahead" row).
+        With `lookahead` (default: the config's) CLIP judges each proposal by whole captions GPT-2
+        writes after it, not by the unfinished text: a tiny CLIP, like a large one, was trained on
+        whole captions and scores fragments ("a small") almost at random, while finished captions
+        it ranks well (see `benchmarks/zerota.py`, the "no lookahead" row). A proposal counts by the
+        best of `lookahead_rollouts` endings (the greedy one and sampled ones): the greedy ending
+        alone often stops after one object where the moment shows two.
         """
         cfg, lm = self.config, self.lm
         k_events = contexts.shape[0]
@@ -352,18 +360,26 @@ class ZeroTA:
             proposals = [
                 ids[i] + ([] if int(t) == lm.eos_token_id else [int(t)]) for row, i in enumerate(live) for t in top.indices[row]
             ]
+            rollouts = [proposals]
             if cfg.lookahead if lookahead is None else lookahead:
                 rows = [i for i in live for _ in range(top.indices.shape[1])]
                 growing = [j for j, (r, t) in enumerate(zip(rows, top.indices.flatten(), strict=True))
                            if int(t) != lm.eos_token_id]
-                if growing:
-                    finished = self._complete(contexts[[rows[j] for j in growing]], [proposals[j] for j in growing],
-                                              cfg.max_new_tokens - step - 1)
-                    for j, f in zip(growing, finished, strict=True):
-                        proposals[j] = f
-            texts = [self._caption_text(lm.decode(x)) or cfg.soft_prompt_init for x in proposals]
-            sims = (F.normalize(self.encoder.encode_text(texts).float().to(lm.device), dim=-1)
-                    .view(len(live), -1, moments.shape[-1]) @ moments[live, :, None]).squeeze(-1)
+                # The greedy ending, plus sampled ones: a greedy ending may stop after one object
+                # where the moment shows two; a proposal counts by its best-matching ending.
+                rollouts = []
+                for r in range(max(1, cfg.lookahead_rollouts)):
+                    ended = list(proposals)
+                    if growing:
+                        finished = self._complete(contexts[[rows[j] for j in growing]], [proposals[j] for j in growing],
+                                                  cfg.max_new_tokens - step - 1, sample=r > 0)
+                        for j, f in zip(growing, finished, strict=True):
+                            ended[j] = f
+                    rollouts.append(ended)
+            texts = [self._caption_text(lm.decode(x)) or cfg.soft_prompt_init for ended in rollouts for x in ended]
+            emb = F.normalize(self.encoder.encode_text(texts).float().to(lm.device), dim=-1)
+            emb = emb.view(len(rollouts), len(live), -1, moments.shape[-1])
+            sims = (emb @ moments[live][None, :, :, None]).squeeze(-1).amax(0)
             score = top.values + cfg.guided_clip_weight * F.log_softmax(sims / cfg.clip_temperature, dim=-1)
             for row, i in enumerate(live):
                 token = int(top.indices[row, int(score[row].argmax())])
