@@ -173,10 +173,7 @@ def copy_accuracy(n: int, n_objects: int) -> float:
     for i in range(n):
         scene = shapes.make_scene(rng, n_objects=n_objects)
         if n_objects == 1 and i % 2 == 0:
-            obj = scene.objects[0]
-            words = [obj.size, obj.color, obj.shape, shapes.POSITION_PHRASES[obj.position]]
-            rng.shuffle(words)
-            context = " ".join(words)
+            context = shapes.keywords(scene, rng)
         else:
             context = rng.choice(shapes.captions(scene))
         ids = torch.tensor([[lm.eos_token_id, *lm.tokenizer.encode(context), lm.eos_token_id]])

@@ -300,12 +300,21 @@ class ZeroTA:
         return (len(self.lm.tokenize([cfg.soft_prompt_init])[0]) or 1) + cfg.moment_tokens if cfg.shared_prefix_position else 0
 
     @torch.no_grad()
+    def _generation_inputs(self, contexts: torch.Tensor, ids: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
+        """Left-padded LM inputs: each context, then its ``ids`` (text so far), positions shared."""
+        batch = self.lm.build_inputs(contexts.to(self.lm.dtype), ids, pad_left=True)
+        batch = share_prefix_position(batch, self.n_prefix)
+        batch.pop("labels")
+        return batch
+
     def _generate(self, contexts: torch.Tensor, **gen_kwargs) -> list[str]:
         from ..lm.decoding import decode
 
-        batch = share_prefix_position(self.lm.build_inputs(contexts.to(self.lm.dtype), pad_left=True), self.n_prefix)
-        batch.pop("labels")
-        return [self.lm.decode(x) for x in decode(self.lm, batch, **gen_kwargs)]
+        return [self.lm.decode(x) for x in decode(self.lm, self._generation_inputs(contexts), **gen_kwargs)]
+
+    def _steer(self, lm_logp: torch.Tensor, sims: torch.Tensor, weight: float) -> torch.Tensor:
+        """MAGIC-style choice score over options: ``log p_LM + weight * log softmax(CLIP / T)``."""
+        return lm_logp + weight * F.log_softmax(sims / self.config.clip_temperature, dim=-1)
 
     def _caption_text(self, continuation: str) -> str:
         cfg = self.config
@@ -322,12 +331,10 @@ class ZeroTA:
 
         if max_new_tokens < 1:
             return [list(x) for x in ids]
-        batch = self.lm.build_inputs(contexts.to(self.lm.dtype), ids, pad_left=True)
-        batch = share_prefix_position(batch, self.n_prefix)
-        batch.pop("labels")
         cfg = self.config
         how = {"do_sample": True, "top_k": cfg.sample_top_k, "temperature": cfg.sample_temperature} if sample else {}
-        return [list(x) + y for x, y in zip(ids, decode(self.lm, batch, max_new_tokens=max_new_tokens, **how), strict=True)]
+        new = decode(self.lm, self._generation_inputs(contexts, ids), max_new_tokens=max_new_tokens, **how)
+        return [list(x) + y for x, y in zip(ids, new, strict=True)]
 
     @torch.no_grad()
     def guided_decode(self, contexts: torch.Tensor, moments: torch.Tensor, lookahead: bool | None = None) -> list[str]:
@@ -352,9 +359,7 @@ class ZeroTA:
             live = [i for i in range(k_events) if not done[i]]
             if not live:
                 break
-            batch = lm.build_inputs(contexts[live].to(lm.dtype), [ids[i] for i in live], pad_left=True)
-            batch = share_prefix_position(batch, self.n_prefix)
-            batch.pop("labels")
+            batch = self._generation_inputs(contexts[live], [ids[i] for i in live])
             logp = F.log_softmax(lm(**batch)[:, -1].float(), dim=-1)
             top = logp.topk(min(cfg.guided_top_k, logp.shape[-1]), dim=-1)
             proposals = [
@@ -363,8 +368,7 @@ class ZeroTA:
             rollouts = [proposals]
             if cfg.lookahead if lookahead is None else lookahead:
                 rows = [i for i in live for _ in range(top.indices.shape[1])]
-                growing = [j for j, (r, t) in enumerate(zip(rows, top.indices.flatten(), strict=True))
-                           if int(t) != lm.eos_token_id]
+                growing = [j for j, t in enumerate(top.indices.flatten().tolist()) if t != lm.eos_token_id]
                 # The greedy ending, plus sampled ones: a greedy ending may stop after one object
                 # where the moment shows two; a proposal counts by its best-matching ending.
                 rollouts = []
@@ -380,7 +384,7 @@ class ZeroTA:
             emb = F.normalize(self.encoder.encode_text(texts).float().to(lm.device), dim=-1)
             emb = emb.view(len(rollouts), len(live), -1, moments.shape[-1])
             sims = (emb @ moments[live][None, :, :, None]).squeeze(-1).amax(0)
-            score = top.values + cfg.guided_clip_weight * F.log_softmax(sims / cfg.clip_temperature, dim=-1)
+            score = self._steer(top.values, sims, cfg.guided_clip_weight)
             for row, i in enumerate(live):
                 token = int(top.indices[row, int(score[row].argmax())])
                 if token == lm.eos_token_id:
@@ -419,7 +423,7 @@ class ZeroTA:
                     edits = [tokens[:pos] + [t] + tokens[pos + 1 :] for t in options]
                     sims = self._text_embeddings([lm.decode(e) for e in edits]) @ moments[i]
                     prior = logp[i, row, options]
-                    best = int((prior + cfg.refine_clip_weight * F.log_softmax(sims / cfg.clip_temperature, -1)).argmax())
+                    best = int(self._steer(prior, sims, cfg.refine_clip_weight).argmax())
                     if edits[best] != tokens:
                         tokens, changed = edits[best], True
                 ids[i] = tokens
@@ -548,12 +552,17 @@ class ZeroTA:
             trace.final_segments = segments
         hard_ids = ([self.lm.eos_token_id] if cfg.bos else []) + self.lm.tokenize([cfg.hard_prompt])[0]
 
+        scored: list[dict[str, tuple[float, float]]] = [{} for _ in range(cfg.events)]  # text -> (CLIP, choice score)
+
         def choose(i: int) -> tuple[str, float]:
-            texts = list(archive[i])
-            sims = emb[i] @ self._text_embeddings(texts).T
-            fluency = unprefixed_fluency(self.lm, hard_ids, texts) if cfg.fluency_weight else torch.zeros_like(sims)
-            best = int((sims + cfg.fluency_weight * fluency.to(sims.device)).argmax())
-            return texts[best], float(sims[best])
+            new = [t for t in archive[i] if t not in scored[i]]  # each text is embedded and scored once
+            if new:
+                sims = emb[i] @ self._text_embeddings(new).T
+                fluency = unprefixed_fluency(self.lm, hard_ids, new) if cfg.fluency_weight else torch.zeros_like(sims)
+                total = sims + cfg.fluency_weight * fluency.to(sims.device)
+                scored[i].update({t: (float(a), float(b)) for t, a, b in zip(new, sims, total, strict=True)})
+            best = max(archive[i], key=lambda t: scored[i][t][1])  # first of equals, like argmax
+            return best, scored[i][best][0]
 
         if cfg.refine_passes:
             # The refined caption joins the candidates; the final choice still decides.
