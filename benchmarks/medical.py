@@ -1,6 +1,6 @@
 """Med-XPT on the chest world: KG retrieval, explanations with vs without the KG, datastore scale.
 
-Three tables, each with its baseline measured in the same run:
+Four tables, each with its baseline measured in the same run:
 
 1. retrieval: recall@1 / recall@7 of the exact correct triplet (finding + diagnosis) and of a
    triplet with the right diagnosis, for held-out chest images queried against the shipped KG
@@ -9,7 +9,10 @@ Three tables, each with its baseline measured in the same run:
    finding phrase: severity, side, kind), `chest-tiny` (with KG) vs the no-KG explainer trained
    with the same budget by `recipes/build_chest.py`; references are the three phrasings of the
    case's explanation.
-3. scale: build throughput, top-7 latency and recall@7 against exact search of `KnowledgeGraph`
+3. unseen finding kinds: the same pair of explainers trained on every kind but
+   `chest.UNSEEN_KINDS` (their images and reports still train chest-clip and fill the KG), scored
+   on held-out images of those kinds and of the others.
+4. scale: build throughput, top-7 latency and recall@7 against exact search of `KnowledgeGraph`
    with its flat and IVF indexes at `--scale` clustered random vectors, against a NumPy
    matmul + argpartition baseline.
 
@@ -119,36 +122,60 @@ def retrieval_and_explanations(args) -> None:
           ["query", "exact triplet R@1", "exact triplet R@7", "right diagnosis R@1", "right diagnosis R@7"], rows)
     print(f"\nrecall@7 (exact triplet) vs random: {rows[1][2]:.3f} vs {rows[0][2]:.3f}; target >= 0.90")
 
-    # 2. explanations
+    # 2. explanations, every finding kind in the explainers' training data
     diagnoses = [c.diagnosis for c in cases]
-    refs = {str(i): references(c) for i, c in enumerate(cases)}
-    out_rows, samples = [], {}
-    for name, m, use_kg in (("no KG (baseline, same budget)", nokg, False), ("with KG (chest-tiny)", model, True)):
-        t = time.perf_counter()
-        preds = []
-        for i in range(0, len(cases), 32):
-            preds += m.explain_features(pooled[i : i + 32], tokens[i : i + 32], diagnoses[i : i + 32], use_kg=use_kg,
-                                        max_new_tokens=32)
-        gen_s = time.perf_counter() - t
-        texts = {str(i): p["explanation"] for i, p in enumerate(preds)}
-        s = score(texts, refs)
-        named = np.mean([c.finding in texts[str(i)] for i, c in enumerate(cases) if c.kind])
-        kind_side = np.mean([
-            all(w in texts[str(i)] for w in c.finding.split()[1:]) for i, c in enumerate(cases) if c.kind
-        ])
-        out_rows.append([name, s["BLEU-4"], s["METEOR"], s["ROUGE-L"], s["CIDEr"], float(named), float(kind_side),
-                         f"{len(cases) / gen_s:.1f}"])
-        samples[name] = [(cases[i].finding, texts[str(i)]) for i in range(3)]
+    runs = {}
+    for key, m, use_kg in (("nokg", nokg, False), ("kg", model, True)):
+        runs[key] = explain_all(m, use_kg, pooled, tokens, diagnoses)
+    rows = [explanation_row(name, cases, *runs[key]) for name, key in
+            (("no KG (baseline, same budget)", "nokg"), ("with KG (chest-tiny)", "kg"))]
     table(f"Explanations on {len(cases)} held-out chest images (diagnosis given; greedy, 32 new tokens)",
           ["explainer", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "names exact finding", "names finding w/o severity", "images/s"],
-          out_rows)
-    base, ours = out_rows
+          rows)
+    base, ours = rows
     print(f"\nKG vs no KG: CIDEr {ours[4]:.3f} vs {base[4]:.3f} (x{ours[4] / max(base[4], 1e-9):.2f}); "
           f"exact finding named {ours[5]:.1%} vs {base[5]:.1%}; image encoding {encode_s:.1f}s")
-    for name, pairs in samples.items():
+    for name, key in (("no KG", "nokg"), ("with KG", "kg")):
         print(f"\n{name}, first 3:")
-        for truth, pred in pairs:
-            print(f"  truth: {truth!r}\n  pred:  {pred!r}")
+        for i in range(3):
+            print(f"  truth: {cases[i].finding!r}\n  pred:  {runs[key][0][i]!r}")
+
+    # 3. finding kinds with no training explanation: the graph (built from reports) knows them
+    unseen_dirs = {key: Path(args.unseen.format(key)) for key in ("nokg", "kg")}
+    if not all(d.is_dir() for d in unseen_dirs.values()):
+        print(f"\n(no {' / '.join(map(str, unseen_dirs.values()))}: run `python recipes/build_chest.py --only unseen`)")
+        return
+    from mmgpt2.worlds.chest import UNSEEN_KINDS
+
+    rows = []
+    for name, key in (("no KG (baseline, same budget)", "nokg"), ("with KG", "kg")):
+        m = MedicalExplainer.from_pretrained(unseen_dirs[key], encoder=model.encoder, lm=model.lm, kg=kg if key == "kg" else None)
+        texts, speed = explain_all(m, key == "kg", pooled, tokens, diagnoses)
+        for subset, keep in (("unseen kinds", lambda c: c.kind in UNSEEN_KINDS), ("seen kinds", lambda c: c.kind and c.kind not in UNSEEN_KINDS)):
+            idx = [i for i, c in enumerate(cases) if keep(c)]
+            rows.append([f"{name}, {subset} ({len(idx)} images)",
+                         *explanation_row("", [cases[i] for i in idx], [texts[i] for i in idx], speed)[1:-1]])
+    table(f"Explanations for finding kinds absent from the explainers' training explanations ({', '.join(UNSEEN_KINDS)}); "
+          "the KG, built from all training reports, has them",
+          ["explainer, images", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "names exact finding", "names finding w/o severity"], rows)
+
+
+def explain_all(model, use_kg: bool, pooled, tokens, diagnoses) -> tuple[list[str], float]:
+    """Greedy explanations for every image (32 new tokens) and the images/s it ran at."""
+    t = time.perf_counter()
+    preds = []
+    for i in range(0, len(diagnoses), 32):
+        preds += model.explain_features(pooled[i : i + 32], tokens[i : i + 32], diagnoses[i : i + 32], use_kg=use_kg, max_new_tokens=32)
+    return [p["explanation"] for p in preds], len(diagnoses) / (time.perf_counter() - t)
+
+
+def explanation_row(name: str, cases, texts: list[str], images_per_s: float) -> list:
+    """[name, BLEU-4, METEOR, ROUGE-L, CIDEr, share naming the exact finding, ... without severity, images/s]."""
+    s = score({str(i): t for i, t in enumerate(texts)}, {str(i): references(c) for i, c in enumerate(cases)})
+    found = [(c, t) for c, t in zip(cases, texts) if c.kind]
+    named = np.mean([c.finding in t for c, t in found])
+    kind_side = np.mean([all(w in t for w in c.finding.split()[1:]) for c, t in found])
+    return [name, s["BLEU-4"], s["METEOR"], s["ROUGE-L"], s["CIDEr"], float(named), float(kind_side), f"{images_per_s:.1f}"]
 
 
 def scale(args) -> None:
@@ -207,6 +234,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300, help="held-out chest images")
     ap.add_argument("--model", default="chest-tiny", help="the explainer with its KG (name or folder)")
     ap.add_argument("--nokg", default="build/chest/chest-tiny-nokg", help="the no-KG explainer folder")
+    ap.add_argument("--unseen", default="build/chest/unseen-{}",
+                    help="folders of the explainers trained without the unseen kinds ({} is kg / nokg)")
     ap.add_argument("--scale", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=128, help="vector width for the scale test (chest-clip: 128)")
     ap.add_argument("--queries", type=int, default=200)

@@ -83,9 +83,11 @@ class MedicalExplainer(PrefixPipeline):
         kg_k: int = 7,
         kg_search_k: int = 15,
         kg=None,
+        lead_eos: bool = False,
     ):
         super().__init__(encoder, lm, generation)
         self.mapper = mapper
+        self.lead_eos = lead_eos
         check_feature_size(mapper.config.input_dim, encoder.embed_dim, encoder.spec, "projector")
         token_dim = getattr(mapper.config, "token_dim", None)
         if token_dim is not None:
@@ -103,9 +105,13 @@ class MedicalExplainer(PrefixPipeline):
         generation: dict[str, Any] | None = None,
         kg=None,
         kg_k: int = 7,
+        lead_eos: bool = False,
         **projector_kwargs: Any,
     ) -> MedicalExplainer:
         """A new explainer with an untrained projector sized to `encoder` and `lm`.
+
+        `lead_eos` starts the LM input with GPT-2's EOS token, before the image prefix, the way
+        every document the LM read in pretraining started (see `prefix`).
 
         Example:
             >>> MedicalExplainer.build("embedded:chest-clip", "embedded:chest-gpt2", prefix_length=10, num_layers=2)
@@ -119,17 +125,19 @@ class MedicalExplainer(PrefixPipeline):
             "lm_dim": lm.hidden_size,
             **projector_kwargs,
         }
-        return cls(encoder, lm, build_mapper(config), generation, kg_k=kg_k, kg=kg)
+        return cls(encoder, lm, build_mapper(config), generation, kg_k=kg_k, kg=kg, lead_eos=lead_eos)
 
     def trainable_config(self) -> dict[str, Any]:
-        return {"mapper": dataclasses.asdict(self.mapper.config), "kg_k": self.kg_k, "kg_search_k": self.kg_search_k}
+        return {"mapper": dataclasses.asdict(self.mapper.config), "kg_k": self.kg_k, "kg_search_k": self.kg_search_k,
+                "lead_eos": self.lead_eos}
 
     @classmethod
     def build_trainable(cls, config, encoder, lm):
         mapper_config = dict(config.get("mapper") or {})
         mapper_config.setdefault("type", "projector")
         check_feature_size(mapper_config.get("input_dim", -1), encoder.embed_dim, encoder.spec, "projector")
-        return {"mapper": build_mapper(mapper_config), "kg_k": config.get("kg_k", 7), "kg_search_k": config.get("kg_search_k", 15)}
+        return {"mapper": build_mapper(mapper_config), "kg_k": config.get("kg_k", 7), "kg_search_k": config.get("kg_search_k", 15),
+                "lead_eos": bool(config.get("lead_eos", False))}
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         """`config.json` + `model.safetensors`, and the attached knowledge graph in ``kg/``."""
@@ -153,7 +161,17 @@ class MedicalExplainer(PrefixPipeline):
 
     # --- the heart: patch tokens -> prefix --------------------------------------------------------
     def prefix(self, pooled: torch.Tensor, tokens: torch.Tensor | None = None) -> torch.Tensor:
-        return self.mapper(pooled.to(self.device), None if tokens is None else tokens.to(self.device))
+        """The projector's prefix, after GPT-2's EOS embedding when `lead_eos` is set.
+
+        A frozen LM reads a prompt best in the layout it was pretrained on: GPT-2 saw documents
+        after an EOS, and the embedded `chest-gpt2` copies a retrieved triplet from its prompt far
+        more reliably with that EOS first and the image prefix after it.
+        """
+        prefix = self.mapper(pooled.to(self.device), None if tokens is None else tokens.to(self.device))
+        if not self.lead_eos:
+            return prefix
+        eos = self.lm.embed(torch.tensor([self.lm.eos_token_id], device=prefix.device)).to(prefix.dtype)
+        return torch.cat([eos.expand(prefix.shape[0], 1, -1), prefix], dim=1)
 
     def training_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """Batch from `ExplanationDataset`: ``pooled``, ``tokens``, ``prompts``, ``explanations``.

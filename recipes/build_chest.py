@@ -10,10 +10,13 @@ Stages (each skipped when its output exists; `--force` redoes all):
 6. `assets/models/chest-tiny`: the Med-XPT explainer trained with retrieved triplets in the prompt
    (the training image's own study excluded from its retrieval), shipped with its graph in `kg/`;
 7. `<build-dir>/chest-tiny-nokg`: the same explainer, same budget, without triplets (for
-   `benchmarks/medical.py`).
+   `benchmarks/medical.py`);
+8. `<build-dir>/unseen-kg` and `unseen-nokg`: the pair again, trained only on explanations of
+   finding kinds outside `chest.UNSEEN_KINDS` (the benchmark's unseen-kinds table).
 
 Run: ``python recipes/build_chest.py`` (about 25 minutes on one CPU core; ``--only gpt2`` and
-``--only clip`` can run side by side, then ``--only data``, then ``--only kg`` and ``--only nokg``);
+``--only clip`` can run side by side, then ``--only data``, then ``--only kg``, ``--only nokg`` and
+``--only unseen``);
 ``--quick`` for a smoke run.
 """
 
@@ -104,13 +107,13 @@ class ClipBatches:
         return [self.pool[i][0] for i in picks], [self.pool[i][1] for i in picks]
 
 
-def train_explainer(encoder, lm, kg, records, store, out_dir: Path, steps: int, use_kg: bool, seed: int = 0):
+def train_explainer(encoder, lm, kg, records, store, out_dir: Path, steps: int, use_kg: bool, seed: int = 0, lead_eos: bool = True):
     from mmgpt2.medical import ExplanationDataset, MedicalExplainer
     from mmgpt2.training import TrainConfig, train
 
     torch.manual_seed(seed)
     model = MedicalExplainer.build(encoder, lm, prefix_length=8, num_layers=2, num_heads=4,
-                                   generation={"max_new_tokens": 32}, kg=kg if use_kg else None)
+                                   generation={"max_new_tokens": 32}, kg=kg if use_kg else None, lead_eos=lead_eos)
     paths = [r["path"] for r in records]
     pooled = torch.stack([store.pooled(p) for p in paths])
     prompts, _ = model.prompts_for(pooled, [r["diagnosis"] for r in records], use_kg=use_kg,
@@ -144,8 +147,10 @@ def main() -> None:
     ap.add_argument("--gpt2-layers", type=int, default=4)
     ap.add_argument("--gpt2-width", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (2-thread kernels crawl on a busy 2-core box)")
-    ap.add_argument("--only", choices=["gpt2", "clip", "data", "kg", "nokg"],
-                    help="run one stage: gpt2 and clip can run in parallel, then data, then kg and nokg in parallel")
+    ap.add_argument("--gpt2-prefix-slot", type=int, default=8,
+                    help="soft vectors after the EOS in pretraining (the explainer's prefix length; 0: none)")
+    ap.add_argument("--only", choices=["gpt2", "clip", "data", "kg", "nokg", "unseen"],
+                    help="run one stage: gpt2 and clip can run in parallel, then data, then kg, nokg and unseen in parallel")
     args = ap.parse_args()
     torch.set_num_threads(max(1, args.threads))
     q = args.quick
@@ -170,7 +175,8 @@ def main() -> None:
     if args.only != "clip":
         stage("chest-gpt2", gpt2_dir, lambda: train_tiny_gpt2(texts, tok, gpt2_dir, n_layer=args.gpt2_layers, n_embd=args.gpt2_width, n_head=4,
                                                              n_positions=160, steps=20 if q else args.gpt2_steps, batch_size=16 if q else 32,
-                                                             pairs=report_explanation_pairs(300 if q else 4000, seed=3)))
+                                                             pairs=report_explanation_pairs(300 if q else 4000, seed=3),
+                                                             prefix_slot=args.gpt2_prefix_slot))
     if args.only == "gpt2":
         return
     clip_dir = MODELS_DIR / "chest-clip"
@@ -206,12 +212,17 @@ def main() -> None:
     steps = 30 if q else args.explainer_steps
     if args.only == "data":
         return
-    if args.only != "nokg":
+    if args.only in (None, "kg"):
         stage("chest-tiny", MODELS_DIR / "chest-tiny",
               lambda: train_explainer(encoder, lm, kg, splits["train"], store, MODELS_DIR / "chest-tiny", steps, use_kg=True))
-    if args.only != "kg":
+    if args.only in (None, "nokg"):
         stage("chest-tiny-nokg", build / "chest-tiny-nokg",
               lambda: train_explainer(encoder, lm, kg, splits["train"], store, build / "chest-tiny-nokg", steps, use_kg=False))
+    if args.only in (None, "unseen"):
+        seen = [r for r in splits["train"] if r["case"]["kind"] not in chest.UNSEEN_KINDS]
+        for use_kg in (True, False):
+            out = build / f"unseen-{'kg' if use_kg else 'nokg'}"
+            stage(out.name, out, lambda o=out, u=use_kg: train_explainer(encoder, lm, kg, seen, store, o, steps, use_kg=u))
     if args.only:
         return
     sizes = {n: folder_size_mb(MODELS_DIR / n) for n in ("chest-clip", "chest-gpt2", "chest-tiny")}

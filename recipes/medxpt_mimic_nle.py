@@ -109,8 +109,9 @@ def main() -> None:
             raise SystemExit(f"give --{' --'.join(m.replace('_', '-') for m in missing)} (or --world for the smoke run)")
         train_ex, test_ex = mimic_examples(args, "train"), mimic_examples(args, "test")
 
+    # lead_eos: GPT-2 read its documents after <|endoftext|>, and so did the embedded chest-gpt2.
     model = MedicalExplainer.build(args.encoder, args.lm, prefix_length=args.prefix_length, num_layers=args.layers,
-                                   num_heads=8 if not args.world else 4, generation={"max_new_tokens": 40})
+                                   num_heads=8 if not args.world else 4, generation={"max_new_tokens": 40}, lead_eos=True)
     store = extract_features([e["image"] for e in train_ex + test_ex], model.encoder, out / "features", tokens=True)
     store = FeatureStore(out / "features")
     train_ex = [e for e in train_ex if e["image"] in store]

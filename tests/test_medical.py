@@ -142,6 +142,21 @@ def test_save_load_round_trip_keeps_weights_config_and_kg(model, parts, tmp_path
         assert back.explain(img, diagnosis="Edema") == model.explain(img, diagnosis="Edema")
 
 
+def test_lead_eos_puts_the_eos_embedding_before_the_prefix_and_survives_save_load(parts, tmp_path):
+    enc, lm = parts
+    m = MedicalExplainer.build(enc, lm, prefix_length=3, num_layers=1, num_heads=2, lead_eos=True)
+    pooled, tokens = m.encode_images([gray_xray(), gray_xray(1)])
+    prefix = m.prefix(pooled, tokens)
+    eos = lm.embed(torch.tensor([lm.eos_token_id]))[0]
+    assert prefix.shape == (2, 4, lm.hidden_size)
+    assert torch.equal(prefix[:, 0], eos.expand(2, -1)) and torch.equal(prefix[:, 1:], m.mapper(pooled, tokens))
+    m.explain([gray_xray()], diagnosis="Edema")  # generation takes the longer prefix too
+    back = MedicalExplainer.from_pretrained(m.save_pretrained(tmp_path / "e"), encoder=enc, lm=lm)
+    assert back.lead_eos is True
+    plain = MedicalExplainer.build(enc, lm, prefix_length=3, num_layers=1, num_heads=2)
+    assert plain.lead_eos is False and plain.prefix(pooled, tokens).shape[1] == 3
+
+
 def test_frozen_parts_are_not_saved(model):
     assert not any(k.startswith(("encoder.", "lm.")) for k in model.trainable_state_dict())
 
@@ -186,3 +201,24 @@ def test_chest_world_writes_records_and_grayscale_images_deterministically(tmp_p
     assert mean_box(chest.ChestCase("effusion", "left", None, "large"), base) > mean_box(normal, base) + 30
     heart = (70, 55, 78, 75)
     assert mean_box(chest.ChestCase("cardiomegaly", None, None, "large"), heart) > mean_box(normal, heart) + 30
+
+
+def test_chest_recipe_quick_mode_runs_every_stage_without_touching_the_shipped_models(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    shipped = root / "assets" / "models" / "chest-tiny" / "model.safetensors"
+    before = shipped.stat().st_mtime_ns
+    proc = subprocess.run([sys.executable, str(root / "recipes" / "build_chest.py"), "--quick"], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path, env={**os.environ, "MMGPT2_QUIET": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for stage in ("chest-gpt2", "chest-clip", "chest-tiny", "chest-tiny-nokg", "unseen-kg", "unseen-nokg"):
+        assert f"[done] {stage} in" in proc.stdout, proc.stdout
+    built = tmp_path / "build" / "chest-quick" / "assets" / "models" / "chest-tiny"
+    assert json.loads((built / "config.json").read_text())["lead_eos"] is True and (built / "kg" / "index.faiss").is_file()
+    assert (tmp_path / "build" / "chest" / "unseen-kg" / "kg").is_dir() and not (tmp_path / "build" / "chest" / "unseen-nokg" / "kg").exists()
+    assert shipped.stat().st_mtime_ns == before

@@ -73,6 +73,39 @@ def test_shipped_tiny_gpt2_writes_world_sentences():
     assert any(s in text for s in shapes.SHAPES) and any(c in text for c in shapes.COLORS), text
 
 
+def test_prefix_slot_pretraining_runs_and_saves_a_loadable_model(tmp_path):
+    from mmgpt2.lm import load_lm
+
+    texts = shapes.caption_corpus(40, seed=0)
+    tiny_models.train_tokenizer(texts, vocab_size=300, out_dir=tmp_path / "tok")
+    out = tiny_models.train_tiny_gpt2(texts, tmp_path / "tok", tmp_path / "lm", n_layer=1, n_embd=32, n_head=2,
+                                      steps=3, batch_size=4, prefix_slot=4, pairs=[(texts[0], texts[1])])
+    lm = load_lm(f"hf:{out}")
+    assert lm.max_positions == 64 and lm.generate(torch.zeros(1, 4, 32, dtype=lm.dtype), max_new_tokens=3)
+
+
+def test_shipped_chest_gpt2_copies_the_top_triplet_behind_an_image_sized_prefix():
+    """The frozen LM must read a retrieved triplet through whatever prefix comes first: before
+    prefix-slot pretraining, 8 prefix vectors cut copying from 94% to 45%."""
+    from mmgpt2.lm import load_lm
+    from mmgpt2.medical import build_prompt
+    from mmgpt2.worlds import chest
+
+    lm = load_lm("embedded:chest-gpt2")
+    rng = random.Random(5)
+    cases = [c for c in (chest.sample_case(rng) for _ in range(80)) if c.kind][:60]
+    prompts = [build_prompt(chest.distractor_triplets(c, rng, 7, miss_rate=0), c.diagnosis) for c in cases]
+    table = lm.model.get_input_embeddings().weight
+    g = torch.Generator().manual_seed(0)
+    eos = table[lm.eos_token_id].expand(len(cases), 1, -1)
+    for name, prefix in (("EOS + 8 random vectors", torch.cat([eos, torch.randn(len(cases), 8, lm.hidden_size, generator=g) * table.std()], 1)),
+                         ("8 random token embeddings", table[torch.randint(0, len(table), (len(cases), 8), generator=g)])):
+        with torch.no_grad():
+            out = lm.generate(prefix.detach(), prompt=prompts, max_new_tokens=20)
+        copied = sum(c.finding in o for c, o in zip(cases, out)) / len(cases)
+        assert copied >= 0.9, (name, copied, out[:3])
+
+
 def test_shapes_tiny_captions_fresh_scenes_with_every_attribute_right():
     # A frozen LM that ignores its prefix writes one caption for every image (the first build did).
     from mmgpt2.captioner import PrefixCaptioner

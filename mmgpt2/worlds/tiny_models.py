@@ -176,6 +176,7 @@ def train_tiny_gpt2(
     pairs: Sequence[tuple[str, str]] | None = None,
     pair_share: float = 0.5,
     separate_pairs: bool = False,
+    prefix_slot: int = 0,
 ) -> Path:
     """Pretrain a small `GPT2LMHeadModel` on `texts` and save it (fp16 safetensors + tokenizer).
 
@@ -184,7 +185,15 @@ def train_tiny_gpt2(
     loss on the text only: a model trained on captions alone never needs what comes before a
     caption and learns to ignore it, so a frozen copy could not be steered by a prefix. Pairs of
     two paraphrases of one scene teach it to take content from its context, which is the slot
-    the mapper's prefix fills; `pair_share` is the share of paired sequences in a batch. The folder loads with ``mmgpt2.lm.load_lm("embedded:NAME")`` once it sits under
+    the mapper's prefix fills; `pair_share` is the share of paired sequences in a batch.
+
+    `prefix_slot` > 0 puts 0 to `prefix_slot` soft vectors (random token embeddings plus noise of
+    random strength, no loss on them) between the leading EOS and the text of every sequence: the
+    layout a prefix pipeline feeds the frozen model. A small model pretrained on ``EOS text`` alone
+    ties its reading of the text to where the text starts: behind eight prefix vectors the 4-layer
+    `chest-gpt2` copied a retrieved triplet from its prompt 45% of the time instead of 94%. Real
+    GPT-2 has read every kind of text before a document and is not thrown this way; the slot gives
+    the tiny model that robustness (98-100% with any of the prefixes tried). The folder loads with ``mmgpt2.lm.load_lm("embedded:NAME")`` once it sits under
     ``assets/models/NAME`` (or with ``load_lm("hf:/path")``).
 
     Example:
@@ -195,14 +204,15 @@ def train_tiny_gpt2(
     texts = _check_texts(texts, "train_tiny_gpt2")
     tokenizer = _load_tokenizer(tokenizer_dir)
     eos = tokenizer.eos_token_id
+    room = n_positions - prefix_slot  # room for the soft vectors a prefix slot adds
     # (ids, index where the loss starts): plain texts learn from the first token on
-    seqs = [([eos, *tokenizer.encode(t, add_special_tokens=False)[: n_positions - 2], eos], 1) for t in texts]
+    seqs = [([eos, *tokenizer.encode(t, add_special_tokens=False)[: room - 2], eos], 1) for t in texts]
     paired = []
     for context, text in pairs or []:
-        ctx = tokenizer.encode(context, add_special_tokens=False)[: n_positions // 2 - 1 - separate_pairs]
+        ctx = tokenizer.encode(context, add_special_tokens=False)[: room // 2 - 1 - separate_pairs]
         if separate_pairs:
             ctx = [*ctx, eos]
-        tgt = tokenizer.encode(text, add_special_tokens=False)[: n_positions - len(ctx) - 2]
+        tgt = tokenizer.encode(text, add_special_tokens=False)[: room - len(ctx) - 2]
         paired.append(([eos, *ctx, *tgt, eos], 1 + len(ctx)))
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -227,6 +237,9 @@ def train_tiny_gpt2(
             paired[rng.randrange(len(paired))] if paired and rng.random() < pair_share else seqs[rng.randrange(len(seqs))]
             for _ in range(batch_size)
         ]
+        if prefix_slot:  # 0 to prefix_slot soft vectors after the leading EOS (placeholders until embedded)
+            lengths = [rng.randint(0, prefix_slot) for _ in batch]
+            batch = [([eos] * (1 + r) + s[1:], start + r) for (s, start), r in zip(batch, lengths)]
         width = max(len(s) for s, _ in batch)
         ids = torch.full((batch_size, width), eos, dtype=torch.long)
         labels = torch.full((batch_size, width), -100, dtype=torch.long)
@@ -235,7 +248,8 @@ def train_tiny_gpt2(
             ids[i, : len(s)] = torch.tensor(s)
             labels[i, start : len(s)] = torch.tensor(s[start:])  # EOS and any context are not targets
             mask[i, : len(s)] = 1
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        inputs = {"input_ids": ids} if not prefix_slot else {"inputs_embeds": _soft_slot(model, ids, lengths)}
+        loss = model(**inputs, attention_mask=mask, labels=labels).loss
         _update(model, opt, sched, loss)
         bar.set_postfix(loss=f"{loss.item():.3f}")
         bar.update()
@@ -246,6 +260,23 @@ def train_tiny_gpt2(
         model.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
     return Path(out_dir)
+
+
+def _soft_slot(model, ids: torch.Tensor, lengths: list[int]) -> torch.Tensor:
+    """Token embeddings of `ids` with positions ``1 : 1 + lengths[row]`` replaced by random soft vectors.
+
+    Each vector is a random token's embedding plus Gaussian noise of a strength drawn per row (up
+    to half the embeddings' spread), so no single kind of prefix is the only one seen.
+    """
+    table = model.get_input_embeddings()
+    embeds = table(ids)
+    b, t = ids.shape
+    junk = table(torch.randint(0, table.num_embeddings, (b, t)))
+    junk = junk + torch.randn_like(junk) * table.weight.detach().std() * 0.5 * torch.rand(b, 1, 1)
+    where = torch.zeros(b, t, 1, dtype=torch.bool)
+    for row, n in enumerate(lengths):
+        where[row, 1 : 1 + n] = True
+    return torch.where(where, junk, embeds)
 
 
 # --- CLIP ------------------------------------------------------------------------------------------
