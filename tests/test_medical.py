@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +19,7 @@ from mmgpt2.lm import FrozenLM
 from mmgpt2.lm.frozen_lm import IGNORE_INDEX
 from mmgpt2.medical import KG_INTRO, MedicalExplainer, build_prompt
 from mmgpt2.retrieval import KnowledgeGraph
+from mmgpt2.worlds import chest
 
 
 class TinyTextImageEncoder(VisionEncoder):
@@ -173,12 +180,9 @@ def test_projector_width_mismatch_is_explained(parts):
 
 
 def test_chest_world_writes_records_and_grayscale_images_deterministically(tmp_path):
-    import json
-    import random
-
     import numpy as np
 
-    from mmgpt2.worlds import WORLDS, chest
+    from mmgpt2.worlds import WORLDS
 
     path = WORLDS["chest"].write(tmp_path / "a", n=6, seed=3)
     chest.write(tmp_path / "b", n=6, seed=3)
@@ -204,12 +208,6 @@ def test_chest_world_writes_records_and_grayscale_images_deterministically(tmp_p
 
 
 def test_chest_recipe_quick_mode_runs_every_stage_without_touching_the_shipped_models(tmp_path):
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1]
     shipped = root / "assets" / "models" / "chest-tiny" / "model.safetensors"
     before = shipped.stat().st_mtime_ns
@@ -222,3 +220,14 @@ def test_chest_recipe_quick_mode_runs_every_stage_without_touching_the_shipped_m
     assert json.loads((built / "config.json").read_text())["lead_eos"] is True and (built / "kg" / "index.faiss").is_file()
     assert (tmp_path / "build" / "chest" / "unseen-kg" / "kg").is_dir() and not (tmp_path / "build" / "chest" / "unseen-nokg" / "kg").exists()
     assert shipped.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("question", ["diagnosis", "open"])
+def test_shipped_chest_tiny_names_the_finding_of_fresh_images(question):
+    model = MedicalExplainer.from_pretrained("chest-tiny")
+    rng = random.Random(31337)
+    cases = [c for c in (chest.sample_case(rng) for _ in range(40)) if c.kind][:30]
+    images = [chest.render_case(c, rng).convert("RGB") for c in cases]
+    out = model.explain(images, diagnosis=[c.diagnosis for c in cases] if question == "diagnosis" else None)
+    named = [c.finding in o["explanation"] for c, o in zip(cases, out)]
+    assert sum(named) / len(cases) >= 0.8, [(c.finding, o["explanation"]) for c, o in zip(cases, out)][:5]
