@@ -134,13 +134,12 @@ def retrieval_and_explanations(args) -> None:
           ["explainer, question", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "names exact finding", "names finding w/o severity", "images/s"],
           rows)
     base, ours = rows[:2]
-    runs = {key: runs[key, "diagnosis question"] for key in ("nokg", "kg")}
     print(f"\nKG vs no KG (diagnosis question): CIDEr {ours[4]:.3f} vs {base[4]:.3f} (x{ours[4] / max(base[4], 1e-9):.2f}); "
           f"exact finding named {ours[5]:.1%} vs {base[5]:.1%}; image encoding {encode_s:.1f}s")
     for name, key in (("no KG", "nokg"), ("with KG", "kg")):
         print(f"\n{name}, first 3:")
         for i in range(3):
-            print(f"  truth: {cases[i].finding!r}\n  pred:  {runs[key][0][i]!r}")
+            print(f"  truth: {cases[i].finding!r}\n  pred:  {runs[key, 'diagnosis question'][0][i]!r}")
 
     # 3. finding kinds with no training explanation: the graph (built from reports) knows them
     unseen_dirs = {key: Path(args.unseen.format(key)) for key in ("nokg", "kg")}
@@ -155,8 +154,8 @@ def retrieval_and_explanations(args) -> None:
         texts, speed = explain_all(m, key == "kg", pooled, tokens, diagnoses)
         for subset, keep in (("unseen kinds", lambda c: c.kind in UNSEEN_KINDS), ("seen kinds", lambda c: c.kind and c.kind not in UNSEEN_KINDS)):
             idx = [i for i, c in enumerate(cases) if keep(c)]
-            rows.append([f"{name}, {subset} ({len(idx)} images)",
-                         *explanation_row("", [cases[i] for i in idx], [texts[i] for i in idx], speed)[1:-1]])
+            row = explanation_row(f"{name}, {subset} ({len(idx)} images)", [cases[i] for i in idx], [texts[i] for i in idx], speed)
+            rows.append(row[:-1])  # images/s is the whole run's, not the subset's
     table(f"Explanations for finding kinds absent from the explainers' training explanations ({', '.join(UNSEEN_KINDS)}); "
           "the KG, built from all training reports, has them (diagnosis question; explainers trained on diagnosis questions only)",
           ["explainer, images", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "names exact finding", "names finding w/o severity"], rows)

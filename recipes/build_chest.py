@@ -109,7 +109,7 @@ class ClipBatches:
 
 
 def train_explainer(encoder, lm, kg, records, store, out_dir: Path, steps: int, use_kg: bool, seed: int = 0,
-                    lead_eos: bool = True, open_question_share: float = 0.25):
+                    open_question_share: float = 0.25):
     """Train one explainer on `records`; `open_question_share` of them are asked "what does this
     chest x-ray show?" instead of the diagnosis question, so `explain(diagnosis=None)` is a question
     the explainer has seen (trained on diagnosis questions only, it answered "clear lungs" to an
@@ -118,8 +118,9 @@ def train_explainer(encoder, lm, kg, records, store, out_dir: Path, steps: int, 
     from mmgpt2.training import TrainConfig, train
 
     torch.manual_seed(seed)
+    # lead_eos: chest-gpt2 read every pretraining document after an EOS (see MedicalExplainer.prefix)
     model = MedicalExplainer.build(encoder, lm, prefix_length=8, num_layers=2, num_heads=4,
-                                   generation={"max_new_tokens": 32}, kg=kg if use_kg else None, lead_eos=lead_eos)
+                                   generation={"max_new_tokens": 32}, kg=kg if use_kg else None, lead_eos=True)
     paths = [r["path"] for r in records]
     pooled = torch.stack([store.pooled(p) for p in paths])
     rng = random.Random(seed)

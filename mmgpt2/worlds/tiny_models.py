@@ -193,7 +193,9 @@ def train_tiny_gpt2(
     ties its reading of the text to where the text starts: behind eight prefix vectors the 4-layer
     `chest-gpt2` copied a retrieved triplet from its prompt 45% of the time instead of 94%. Real
     GPT-2 has read every kind of text before a document and is not thrown this way; the slot gives
-    the tiny model that robustness (98-100% with any of the prefixes tried). The folder loads with ``mmgpt2.lm.load_lm("embedded:NAME")`` once it sits under
+    the tiny model that robustness (98-100% with any of the prefixes tried).
+
+    The folder loads with ``mmgpt2.lm.load_lm("embedded:NAME")`` once it sits under
     ``assets/models/NAME`` (or with ``load_lm("hf:/path")``).
 
     Example:
@@ -273,10 +275,9 @@ def _soft_slot(model, ids: torch.Tensor, lengths: list[int]) -> torch.Tensor:
     b, t = ids.shape
     junk = table(torch.randint(0, table.num_embeddings, (b, t)))
     junk = junk + torch.randn_like(junk) * table.weight.detach().std() * 0.5 * torch.rand(b, 1, 1)
-    where = torch.zeros(b, t, 1, dtype=torch.bool)
-    for row, n in enumerate(lengths):
-        where[row, 1 : 1 + n] = True
-    return torch.where(where, junk, embeds)
+    position = torch.arange(t)
+    where = (position >= 1) & (position < 1 + torch.tensor(lengths)[:, None])
+    return torch.where(where[..., None], junk, embeds)
 
 
 # --- CLIP ------------------------------------------------------------------------------------------
