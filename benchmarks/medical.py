@@ -85,7 +85,7 @@ def table(title: str, header: list[str], rows: list[list]) -> None:
 
 
 def retrieval_and_explanations(args) -> None:
-    from mmgpt2.medical import MedicalExplainer
+    from mmgpt2.apps.medical.model import MedicalExplainer
 
     model = MedicalExplainer.from_pretrained(args.model)
     nokg_dir = Path(args.nokg)
@@ -182,8 +182,8 @@ def explanation_row(name: str, cases, texts: list[str], images_per_s: float) -> 
 def scale(args) -> None:
     import faiss
 
-    from mmgpt2.retrieval import KnowledgeGraph, Triplet
-    from mmgpt2.retrieval.kg import IVF_FROM
+    from mmgpt2.apps.medical import KnowledgeGraph, Triplet
+    from mmgpt2.apps.medical.kg import IVF_FROM
 
     n, d = args.scale, args.dim
     rng = np.random.default_rng(0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +30,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
-# `--quick` is seen by build_users at import: it then points MMGPT2_ASSETS at its smoke-run assets.
 
 import build_users  # noqa: E402
 
@@ -40,9 +40,9 @@ from mmgpt2.worlds.shapes import attribute_accuracy  # noqa: E402
 
 def train_baseline(data: dict, out_dir: Path, retrain: bool, steps: int):
     """ClipCap transformer mapper on pooled features, same data and budget as ours."""
-    from mmgpt2.captioner import PrefixCaptioner
+    from mmgpt2.apps.captioning.model import PrefixCaptioner
+    from mmgpt2.apps.personalized import PersonalizedFeatureDataset
     from mmgpt2.lm import load_lm
-    from mmgpt2.personalization import PersonalizedFeatureDataset
     from mmgpt2.training import TrainConfig, train
 
     final = out_dir / "final"
@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     t0 = time.time()
+    if args.quick:  # the --quick build's smoke-run assets, never the shipped ones
+        os.environ["MMGPT2_ASSETS"] = str(Path("build/users-quick/assets").resolve())
     build_dir = Path(args.build_dir + ("-quick" if args.quick else ""))
     data = build_users.prepare(build_dir, quick=args.quick)
     steps = 20 if args.quick else build_users.TRAIN["max_steps"]

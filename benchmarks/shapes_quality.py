@@ -41,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from mmgpt2.captioner import PrefixCaptioner
+    from mmgpt2.apps.captioning.model import PrefixCaptioner
     from mmgpt2.paths import list_embedded_models
 
     names = [

@@ -95,9 +95,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    from mmgpt2.apps.video.model import DenseVideoCaptioner, activitynet_predictions
+    from mmgpt2.apps.video.zerota import ZeroTAConfig
     from mmgpt2.eval.dense import evaluate_dense
-    from mmgpt2.video.captioner import DenseVideoCaptioner, activitynet_predictions
-    from mmgpt2.video.zerota import ZeroTAConfig
     from mmgpt2.worlds import shapes, videos
 
     model = DenseVideoCaptioner.from_pretrained(args.model)

@@ -6,32 +6,25 @@ gradio) load only when their feature is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mmgpt2.registry import lazy_module
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "FrozenLM": "mmgpt2.lm",
-    "load_lm": "mmgpt2.lm",
-    "VisionEncoder": "mmgpt2.encoders",
-    "load_encoder": "mmgpt2.encoders",
-    "PrefixCaptioner": "mmgpt2.captioner",
-    "load_pipeline": "mmgpt2.pipeline",
-    "load_image": "mmgpt2.images",
-    "PersonalizedCaptioner": "mmgpt2.personalized",
-    "DenseVideoCaptioner": "mmgpt2.video",
-    "MedicalExplainer": "mmgpt2.medical",
-    "KnowledgeGraph": "mmgpt2.retrieval",
+_EXPORTS = {
+    "FrozenLM": "mmgpt2.lm.frozen_lm:FrozenLM",
+    "load_lm": "mmgpt2.lm.frozen_lm:load_lm",
+    "VisionEncoder": "mmgpt2.encoders.base:VisionEncoder",
+    "load_encoder": "mmgpt2.encoders.factory:load_encoder",
+    "PrefixCaptioner": "mmgpt2.apps.captioning.model:PrefixCaptioner",
+    "PersonalizedCaptioner": "mmgpt2.apps.personalized.model:PersonalizedCaptioner",
+    "DenseVideoCaptioner": "mmgpt2.apps.video.model:DenseVideoCaptioner",
+    "MedicalExplainer": "mmgpt2.apps.medical.model:MedicalExplainer",
+    "KnowledgeGraph": "mmgpt2.apps.medical.kg:KnowledgeGraph",
+    "load_pipeline": "mmgpt2.pipeline:load_pipeline",
+    "load_image": "mmgpt2.images:load_image",
+    "Mmgpt2Error": "mmgpt2.errors:Mmgpt2Error",
     "worlds": "mmgpt2.worlds",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'mmgpt2' has no attribute {name!r}")
-    module = importlib.import_module(_LAZY[name])
-    return module if name == "worlds" else getattr(module, name)
-
-
-__all__ = sorted(_LAZY)
+__getattr__ = lazy_module(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

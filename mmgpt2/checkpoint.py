@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from mmgpt2.errors import ModelFolderError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -57,21 +60,38 @@ def save_folder(folder: str | os.PathLike, config: dict[str, Any], state: dict[s
     return folder
 
 
+def write_config(folder: str | os.PathLike, config: dict[str, Any]) -> Path:
+    """Write ``config.json`` alone (a pipeline with no trainable weights), atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / CONFIG_NAME, config)
+    return folder
+
+
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     path = Path(folder) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{folder}: no {CONFIG_NAME}; not an mmgpt2 model folder")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFolderError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(config, dict):
+        raise ModelFolderError(f"{path}: must hold a JSON object, not {type(config).__name__}")
+    return config
 
 
 def load_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Tensors of ``model.safetensors`` (never unpickled); a damaged file is a `ModelFolderError`."""
     path = Path(folder) / WEIGHTS_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{folder}: no {WEIGHTS_NAME}")
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelFolderError(
+            f"{path}: not a readable safetensors file ({err}); copy or re-save the model"
+        ) from None
 
 
 def load_matching_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -85,7 +105,7 @@ def load_matching_state(module: torch.nn.Module, state: dict[str, torch.Tensor],
         if k in state and state[k].shape != v.shape
     ]
     if problems:
-        raise ValueError(f"{source}: weights do not fit the model: " + "; ".join(problems[:8]))
+        raise ModelFolderError(f"{source}: weights do not fit the model: " + "; ".join(problems[:8]))
     module.load_state_dict(state)
 
 

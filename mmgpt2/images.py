@@ -10,11 +10,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from mmgpt2.errors import Mmgpt2Error
+
 #: Pixels above this are refused (Pillow's own guard is only a warning below 2x its limit).
 MAX_PIXELS = 12_000 * 12_000
 
 
-class ImageError(ValueError):
+class ImageError(Mmgpt2Error):
     """An input image that cannot be used; the message names the file and the reason."""
 
 

@@ -1,30 +1,49 @@
-"""Where the embedded assets live, and how a model name or folder resolves to a folder."""
+"""Where the embedded assets live, and how a model name or folder resolves to a folder.
+
+Paths are resolved when asked, never at import, so setting ``MMGPT2_ASSETS`` at any time (a
+recipe's smoke run, a test) redirects everything after it.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-#: Folder of the embedded tiny models and examples. `MMGPT2_ASSETS` overrides it, so an installed
-#: (non-editable) package can point at a checkout's `assets/`.
-ASSETS_DIR = Path(os.environ.get("MMGPT2_ASSETS", Path(__file__).resolve().parents[1] / "assets"))
-MODELS_DIR = ASSETS_DIR / "models"
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def assets_dir() -> Path:
+    """Folder of the embedded tiny models and examples.
+
+    ``MMGPT2_ASSETS`` wins; else the assets installed inside the package (a wheel); else the
+    source tree's ``assets/`` (an editable install or a checkout).
+    """
+    if os.environ.get("MMGPT2_ASSETS"):
+        return Path(os.environ["MMGPT2_ASSETS"])
+    packaged = _PACKAGE / "assets"
+    return packaged if (packaged / "models").is_dir() else _PACKAGE.parent / "assets"
+
+
+def models_dir() -> Path:
+    """Folder of the embedded models (``<assets>/models``)."""
+    return assets_dir() / "models"
 
 
 def embedded_model_dir(name: str) -> Path:
     """Folder of the embedded model `name` (e.g. ``"shapes-clip"``); raises with the known names."""
-    path = MODELS_DIR / name
+    path = models_dir() / name
     if not path.is_dir():
         known = ", ".join(list_embedded_models()) or "none (run recipes/build_worlds.py)"
-        raise FileNotFoundError(f"no embedded model named {name!r} under {MODELS_DIR}; known: {known}")
+        raise FileNotFoundError(f"no embedded model named {name!r} under {models_dir()}; known: {known}")
     return path
 
 
 def list_embedded_models() -> list[str]:
-    """Names of every embedded model folder under `assets/models`."""
-    if not MODELS_DIR.is_dir():
+    """Names of every embedded model folder under `models_dir()`."""
+    folder = models_dir()
+    if not folder.is_dir():
         return []
-    return sorted(p.name for p in MODELS_DIR.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def resolve_model_dir(name_or_dir: str | os.PathLike) -> Path:
@@ -32,8 +51,8 @@ def resolve_model_dir(name_or_dir: str | os.PathLike) -> Path:
     path = Path(name_or_dir)
     if path.is_dir():
         return path
-    if (MODELS_DIR / str(name_or_dir)).is_dir():
-        return MODELS_DIR / str(name_or_dir)
+    if (models_dir() / str(name_or_dir)).is_dir():
+        return models_dir() / str(name_or_dir)
     if "/" in str(name_or_dir) and not path.exists():
         from huggingface_hub import snapshot_download
 

@@ -27,18 +27,14 @@ import argparse
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
 import torch
+from tiny_models import folder_size_mb, train_tiny_clip, train_tiny_gpt2, train_tokenizer
 
-if "--quick" in sys.argv:  # a smoke run must never overwrite the shipped models
-    os.environ["MMGPT2_ASSETS"] = str(Path("build/chest-quick/assets").resolve())
-
-from mmgpt2.paths import MODELS_DIR  # noqa: E402
-from mmgpt2.worlds import chest  # noqa: E402
-from mmgpt2.worlds.tiny_models import folder_size_mb, train_tiny_clip, train_tiny_gpt2, train_tokenizer  # noqa: E402
+from mmgpt2.paths import models_dir
+from mmgpt2.worlds import chest
 
 CLIP_CFG = {
     "embed_dim": 64,
@@ -56,7 +52,7 @@ def clip_text(case: chest.ChestCase) -> str:
 
 def corpus(n: int, seed: int) -> list[str]:
     """Domain text for the tokenizer and the frozen GPT-2: reports and prompt + explanation documents."""
-    from mmgpt2.medical import build_prompt
+    from mmgpt2.apps.medical.prompt import build_prompt
 
     rng = random.Random(seed)
     texts = []
@@ -114,7 +110,7 @@ def train_explainer(encoder, lm, kg, records, store, out_dir: Path, steps: int, 
     chest x-ray show?" instead of the diagnosis question, so `explain(diagnosis=None)` is a question
     the explainer has seen (trained on diagnosis questions only, it answered "clear lungs" to an
     effusion when asked the open one)."""
-    from mmgpt2.medical import ExplanationDataset, MedicalExplainer
+    from mmgpt2.apps.medical import ExplanationDataset, MedicalExplainer
     from mmgpt2.training import TrainConfig, train
 
     torch.manual_seed(seed)
@@ -162,6 +158,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(max(1, args.threads))
     q = args.quick
+    if args.quick:  # a smoke run must never overwrite the shipped models
+        os.environ["MMGPT2_ASSETS"] = str(Path("build/chest-quick/assets").resolve())
     build = Path(args.build_dir)
     build.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -179,7 +177,7 @@ def main() -> None:
     tok = build / "tokenizer"
     texts = corpus(300 if q else 4000, seed=0)
     stage("tokenizer", tok, lambda: train_tokenizer(texts, vocab_size=700, out_dir=tok))
-    gpt2_dir = MODELS_DIR / "chest-gpt2"
+    gpt2_dir = models_dir() / "chest-gpt2"
     if args.only != "clip":
         stage("chest-gpt2", gpt2_dir, lambda: train_tiny_gpt2(texts, tok, gpt2_dir, n_layer=args.gpt2_layers, n_embd=args.gpt2_width, n_head=4,
                                                              n_positions=160, steps=20 if q else args.gpt2_steps, batch_size=16 if q else 32,
@@ -187,16 +185,16 @@ def main() -> None:
                                                              prefix_slot=args.gpt2_prefix_slot))
     if args.only == "gpt2":
         return
-    clip_dir = MODELS_DIR / "chest-clip"
+    clip_dir = models_dir() / "chest-clip"
     stage("chest-clip", clip_dir, lambda: train_tiny_clip(ClipBatches(300 if q else 4000), tok, clip_dir, model_cfg=CLIP_CFG,
                                                          steps=20 if q else args.clip_steps, batch_size=32 if q else 64, lr=2e-3))
     if args.only == "clip":
         return
 
+    from mmgpt2.apps.medical import KnowledgeGraph, PatternExtractor
     from mmgpt2.data import extract_features
     from mmgpt2.encoders import load_encoder
     from mmgpt2.lm import load_lm
-    from mmgpt2.retrieval import KnowledgeGraph, PatternExtractor
 
     encoder, lm = load_encoder("embedded:chest-clip"), load_lm("embedded:chest-gpt2")
     n_train, n_test = (200, 50) if q else (args.n_train, args.n_test)
@@ -221,8 +219,8 @@ def main() -> None:
     if args.only == "data":
         return
     if args.only in (None, "kg"):
-        stage("chest-tiny", MODELS_DIR / "chest-tiny",
-              lambda: train_explainer(encoder, lm, kg, splits["train"], store, MODELS_DIR / "chest-tiny", steps, use_kg=True))
+        stage("chest-tiny", models_dir() / "chest-tiny",
+              lambda: train_explainer(encoder, lm, kg, splits["train"], store, models_dir() / "chest-tiny", steps, use_kg=True))
     if args.only in (None, "nokg"):
         stage("chest-tiny-nokg", build / "chest-tiny-nokg",
               lambda: train_explainer(encoder, lm, kg, splits["train"], store, build / "chest-tiny-nokg", steps, use_kg=False))
@@ -237,7 +235,7 @@ def main() -> None:
                                                                          open_question_share=0.0))
     if args.only:
         return
-    sizes = {n: folder_size_mb(MODELS_DIR / n) for n in ("chest-clip", "chest-gpt2", "chest-tiny")}
+    sizes = {n: folder_size_mb(models_dir() / n) for n in ("chest-clip", "chest-gpt2", "chest-tiny")}
     print("asset sizes (MB):", {k: round(v, 2) for k, v in sizes.items()}, "total", round(sum(sizes.values()), 2))
     print("stage times (s):", {k: round(v) for k, v in times.items()}, f"total {time.time() - t0:.0f}s")
 

@@ -29,16 +29,13 @@ import time
 from pathlib import Path
 
 import torch
+from tiny_models import folder_size_mb, train_tiny_gpt2, train_tokenizer
 
-if "--quick" in sys.argv:  # a smoke run must never overwrite the shipped models
-    os.environ["MMGPT2_ASSETS"] = str(Path("build/users-quick/assets").resolve())
-
-from mmgpt2.checkpoint import atomic_write, copy_folder_atomic  # noqa: E402
-from mmgpt2.paths import ASSETS_DIR, MODELS_DIR  # noqa: E402
-from mmgpt2.personalization import UserPost, UserStore, leave_one_out_contexts  # noqa: E402
-from mmgpt2.worlds import users  # noqa: E402
-from mmgpt2.worlds.shapes import render  # noqa: E402
-from mmgpt2.worlds.tiny_models import folder_size_mb, train_tiny_gpt2, train_tokenizer  # noqa: E402
+from mmgpt2.apps.personalized import UserPost, UserStore, leave_one_out_contexts
+from mmgpt2.checkpoint import atomic_write, copy_folder_atomic
+from mmgpt2.paths import assets_dir, models_dir
+from mmgpt2.worlds import users
+from mmgpt2.worlds.shapes import render
 
 ENCODER = "embedded:shapes-clip"
 LM = "embedded:users-gpt2"
@@ -51,16 +48,17 @@ N_POSTS, N_HISTORY, N_TEST, SEED = 120, 120, 60, 0
 
 
 def build_lm(build_dir: Path, force: bool, quick: bool) -> None:
-    out = MODELS_DIR / "users-gpt2"
+    out = models_dir() / "users-gpt2"
     texts = users.text_corpus(3000 if quick else 20000, seed=SEED + 1)
     tok_dir = build_dir / "users-tokenizer"
-    if quick and not (MODELS_DIR / "shapes-clip").is_dir():
+    if quick and not (models_dir() / "shapes-clip").is_dir():
         # The smoke run has its own assets folder: a few-step stand-in for the shipped shapes-clip.
+        from tiny_models import train_tiny_clip
+
         from mmgpt2.worlds.shapes import make_batch
-        from mmgpt2.worlds.tiny_models import train_tiny_clip
 
         train_tokenizer(texts, vocab_size=400, out_dir=tok_dir)
-        train_tiny_clip(make_batch, tok_dir, MODELS_DIR / "shapes-clip", steps=3, batch_size=16)
+        train_tiny_clip(make_batch, tok_dir, models_dir() / "shapes-clip", steps=3, batch_size=16)
     if out.is_dir() and not force:
         return
     train_tokenizer(texts, vocab_size=400, out_dir=tok_dir)
@@ -105,9 +103,9 @@ def prepare(build_dir: Path, quick: bool = False) -> dict:
 
 
 def train_personalized(data: dict, out_dir: Path, quick: bool = False):
+    from mmgpt2.apps.personalized import PersonalizedFeatureDataset
+    from mmgpt2.apps.personalized.model import PersonalizedCaptioner
     from mmgpt2.lm import load_lm
-    from mmgpt2.personalization import PersonalizedFeatureDataset
-    from mmgpt2.personalized import PersonalizedCaptioner
     from mmgpt2.training import TrainConfig, train
 
     contexts = leave_one_out_contexts(data["train"], data["users"].model)
@@ -136,7 +134,7 @@ def save_fp16(model, dest: Path, build_dir: Path) -> None:
 
 
 def write_examples(histories: dict[str, list[str]]) -> None:
-    folder = ASSETS_DIR / "examples" / "users"
+    folder = assets_dir() / "examples" / "users"
     for user, history in histories.items():
         atomic_write(folder / f"{user}.txt", lambda p, h=history: p.write_text("\n".join(h[:40]) + "\n", encoding="utf-8"))
 
@@ -147,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even what exists")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run into build/users-quick (not shipped)")
     args = parser.parse_args(argv)
+    if args.quick:  # a smoke run must never overwrite the shipped models
+        os.environ["MMGPT2_ASSETS"] = str(Path("build/users-quick/assets").resolve())
     # One thread: on a shared 2-core machine two-thread kernels spin against other processes.
     torch.set_num_threads(1)
     build_dir = Path(args.build_dir + ("-quick" if args.quick else ""))
@@ -155,14 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"users-gpt2 ready ({time.time() - t0:.0f}s)")
     data = prepare(build_dir, args.quick)
     print(f"{len(data['train'])} training posts, {len(data['test'])} test scenes ({time.time() - t0:.0f}s)")
-    dest = MODELS_DIR / "shapes-users-tiny"
+    dest = models_dir() / "shapes-users-tiny"
     if dest.is_dir() and not args.force:
         print(f"{dest} exists; --force to retrain")
     else:
         model, _ = train_personalized(data, build_dir / "run", args.quick)
         save_fp16(model, dest, build_dir)
     write_examples(data["histories"])
-    sizes = {n: round(folder_size_mb(MODELS_DIR / n), 2) for n in ("users-gpt2", "shapes-users-tiny")}
+    sizes = {n: round(folder_size_mb(models_dir() / n), 2) for n in ("users-gpt2", "shapes-users-tiny")}
     print(json.dumps({"seconds": round(time.time() - t0), "size_mb": sizes}))
     return 0
 

@@ -85,7 +85,9 @@ def log(msg: str) -> None:
 
 def tokenizer_dir(work: Path, cfg: dict) -> Path:
     """The world's BPE tokenizer (deterministic, ~1 s), trained once per work dir."""
-    from mmgpt2.worlds import shapes, tiny_models
+    import tiny_models
+
+    from mmgpt2.worlds import shapes
 
     folder = work / "shapes-tokenizer"
     if not (folder / "tokenizer.json").is_file():
@@ -95,7 +97,9 @@ def tokenizer_dir(work: Path, cfg: dict) -> Path:
 
 
 def stage_clip(models: Path, work: Path, cfg: dict, seed: int) -> None:
-    from mmgpt2.worlds import shapes, tiny_models
+    import tiny_models
+
+    from mmgpt2.worlds import shapes
 
     out = models / "shapes-clip"
     start = time.time()
@@ -128,7 +132,9 @@ def stage_lm(models: Path, work: Path, cfg: dict, seed: int) -> None:
     (`shapes.reading_order`): when the caption could name either object first, the LM copied only
     38% of two-object contexts right, mixing the two orders word by word; with one order, 100%.
     """
-    from mmgpt2.worlds import shapes, tiny_models
+    import tiny_models
+
+    from mmgpt2.worlds import shapes
 
     out = models / "shapes-gpt2"
     start = time.time()
@@ -213,10 +219,12 @@ def to_fp16(folder: Path) -> None:
 
 
 def stage_captioner(models: Path, work: Path, cfg: dict, seed: int) -> None:
-    from mmgpt2.captioner import PrefixCaptioner
+    import tiny_models
+
+    from mmgpt2.apps.captioning.model import PrefixCaptioner
     from mmgpt2.data import FeatureCaptionDataset, extract_features, read_jsonl
     from mmgpt2.training import TrainConfig, train
-    from mmgpt2.worlds import shapes, tiny_models
+    from mmgpt2.worlds import shapes
 
     data = work / "shapes-train"
     jsonl = shapes.write(data, cfg["train_scenes"], seed=SEEDS["train"])

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from accelerate import PartialState
 
-    from mmgpt2.captioner import PrefixCaptioner
+    from mmgpt2.apps.captioning.model import PrefixCaptioner
     from mmgpt2.data import FeatureCaptionDataset, extract_features, read_coco_karpathy
     from mmgpt2.encoders import load_encoder
     from mmgpt2.eval import score_captions

@@ -31,7 +31,7 @@ import torch
 
 
 def mimic_examples(args, split: str) -> list[dict]:
-    from mmgpt2.data.mimic_nle import read_mimic_nle, read_view_positions, study_images
+    from mmgpt2.apps.medical.mimic_nle import read_mimic_nle, read_view_positions, study_images
 
     views = read_view_positions(args.metadata) if args.metadata else None
     out, missing = [], 0
@@ -55,7 +55,7 @@ def world_examples(out_dir: Path, split: str, n: int, seed: int) -> tuple[list[d
 
 
 def build_kg(args, encoder, train: list[dict], reports: dict[str, str] | None):
-    from mmgpt2.retrieval import KnowledgeGraph, read_triplets_jsonl
+    from mmgpt2.apps.medical import KnowledgeGraph, read_triplets_jsonl
 
     studies = {e["study"] for e in train}
     if args.triplets:
@@ -91,8 +91,8 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args()
 
+    from mmgpt2.apps.medical import ExplanationDataset, MedicalExplainer
     from mmgpt2.data import FeatureStore, extract_features
-    from mmgpt2.medical import ExplanationDataset, MedicalExplainer
     from mmgpt2.training import TrainConfig, train
 
     out = Path(args.out)

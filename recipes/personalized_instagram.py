@@ -12,7 +12,7 @@ See `mmgpt2/personalization/attend2u_run.py` for the leakage rules and every opt
 
 import sys
 
-from mmgpt2.personalization.attend2u_run import main_for
+from personalized_attend2u import main_for
 
 if __name__ == "__main__":
     sys.exit(main_for("instagram"))

@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from accelerate import PartialState
 
+    from mmgpt2.apps.video.model import DenseVideoCaptioner, caption_videos_distributed
+    from mmgpt2.apps.video.reader import SamplingConfig
     from mmgpt2.eval.dense import evaluate_dense, format_table, load_json
-    from mmgpt2.video.captioner import DenseVideoCaptioner, caption_videos_distributed
-    from mmgpt2.video.reader import SamplingConfig
 
     state = PartialState()
     if not args.videos.is_dir():

@@ -9,7 +9,7 @@ import torch
 from conftest import TinyRandomEncoder, make_tiny_lm
 from PIL import Image
 
-from mmgpt2.captioner import PrefixCaptioner
+from mmgpt2.apps.captioning.model import PrefixCaptioner
 from mmgpt2.pipeline import load_pipeline
 
 

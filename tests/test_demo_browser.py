@@ -19,7 +19,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
 
-from mmgpt2.demo import caption_tab, personalized_tab  # noqa: E402
 from mmgpt2.demo.examples import example_images, example_video, example_xrays  # noqa: E402
 from mmgpt2.demo.limits import (  # noqa: E402
     DemoInputError,
@@ -29,6 +28,8 @@ from mmgpt2.demo.limits import (  # noqa: E402
     run_with_time_cap,
 )
 from mmgpt2.demo.models import TASKS, ModelRegistry  # noqa: E402
+from mmgpt2.demo.tabs import caption as caption_tab  # noqa: E402
+from mmgpt2.demo.tabs import personalized as personalized_tab  # noqa: E402
 from mmgpt2.paths import list_embedded_models  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -50,7 +51,7 @@ def _free_port() -> int:
 def _stand_in_captioner(folder: Path) -> str:
     """An untrained-mapper captioner on the embedded encoder and LM, used only while the embedded
     `shapes-tiny` has not been built: the page and the queue are tested either way."""
-    from mmgpt2.captioner import PrefixCaptioner
+    from mmgpt2.apps.captioning.model import PrefixCaptioner
 
     model = PrefixCaptioner.build("embedded:shapes-clip", "embedded:shapes-gpt2", mapper="mlp", prefix_length=4)
     model.save_pretrained(folder)
@@ -321,6 +322,6 @@ def test_model_folders_join_the_tab_of_their_type_and_unknown_names_fail_clearly
 
 
 def video_model_config() -> Path:
-    from mmgpt2.paths import MODELS_DIR
+    from mmgpt2.paths import models_dir
 
-    return MODELS_DIR / TASKS["video"][1] / "config.json"
+    return models_dir() / TASKS["video"][1] / "config.json"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from mmgpt2.apps.medical import KGError, KnowledgeGraph, PatternExtractor, Triplet
 from mmgpt2.encoders import VisionEncoder
-from mmgpt2.retrieval import KGError, KnowledgeGraph, PatternExtractor, Triplet
 
 
 class HashTextEncoder(VisionEncoder):

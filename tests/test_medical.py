@@ -14,11 +14,10 @@ import pytest
 import torch
 from PIL import Image
 
+from mmgpt2.apps.medical import KG_INTRO, KnowledgeGraph, MedicalExplainer, build_prompt
 from mmgpt2.encoders import VisionEncoder
 from mmgpt2.lm import FrozenLM
 from mmgpt2.lm.frozen_lm import IGNORE_INDEX
-from mmgpt2.medical import KG_INTRO, MedicalExplainer, build_prompt
-from mmgpt2.retrieval import KnowledgeGraph
 from mmgpt2.worlds import chest
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmgpt2.data.mimic_nle import CLASSES, parse_record, read_mimic_nle, study_images
+from mmgpt2.apps.medical.mimic_nle import CLASSES, parse_record, read_mimic_nle, study_images
 from mmgpt2.encoders import load_encoder
 
 WORDS = ["left", "right", "pleural", "effusion", "opacity", "lobe", "suggestive", "of", "pneumonia", "heart"]

@@ -9,11 +9,11 @@ from PIL import Image
 from torch import nn
 
 from mmgpt2 import load_pipeline
+from mmgpt2.apps.personalized import UserStore
+from mmgpt2.apps.personalized.model import PersonalizedCaptioner
 from mmgpt2.encoders import VisionEncoder
 from mmgpt2.lm import FrozenLM
 from mmgpt2.lm.tokenizer import fallback_tokenizer
-from mmgpt2.personalization import UserStore
-from mmgpt2.personalized import PersonalizedCaptioner
 
 HISTORIES = {
     "ann": ["wow a red circle #art", "wow red again #art", "wow a tiny red dot"],

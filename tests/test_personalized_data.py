@@ -5,7 +5,13 @@ import random
 
 import pytest
 
-from mmgpt2.data.attend2u import load_attend2u_splits, posts_by_user, read_instagram, read_yfcc, split_posts
+from mmgpt2.apps.personalized.attend2u import (
+    load_attend2u_splits,
+    posts_by_user,
+    read_instagram,
+    read_yfcc,
+    split_posts,
+)
 from mmgpt2.worlds import WORLDS
 from mmgpt2.worlds.shapes import attribute_accuracy, make_scene
 from mmgpt2.worlds.users import HELD_OUT_USERS, TRAIN_USERS, USERS, caption_as, in_style, posts, style_of
@@ -47,7 +53,7 @@ def test_reader_errors_name_the_file(tmp_path):
 
 
 def test_split_test1_is_unseen_users_and_test2_unseen_posts():
-    from mmgpt2.personalization import UserPost
+    from mmgpt2.apps.personalized import UserPost
 
     all_posts = [UserPost(f"u{u}", f"{u}_{i}.jpg", f"caption {i}", f"{u}_{i}") for u in range(20) for i in range(10)]
     s = split_posts(all_posts, test1_users=0.2, test2_posts=0.2, seed=3)

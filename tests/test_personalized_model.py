@@ -6,8 +6,8 @@ import pytest
 from safetensors import safe_open
 
 from mmgpt2 import load_pipeline
-from mmgpt2.paths import ASSETS_DIR, MODELS_DIR
-from mmgpt2.personalized import PersonalizedCaptioner
+from mmgpt2.apps.personalized.model import PersonalizedCaptioner
+from mmgpt2.paths import assets_dir, models_dir
 from mmgpt2.worlds import users
 from mmgpt2.worlds.shapes import attribute_accuracy, make_scene, render
 
@@ -40,7 +40,7 @@ def test_known_users_get_their_own_style(model, scenes):
 @pytest.mark.parametrize("user", sorted(users.HELD_OUT_USERS))
 def test_held_out_user_from_a_history_file(model, scenes, user):
     images = [render(s) for s in scenes]
-    words = model.user_from_history_file(ASSETS_DIR / "examples" / "users" / f"{user}.txt")
+    words = model.user_from_history_file(assets_dir() / "examples" / "users" / f"{user}.txt")
     caps = model.caption(images, user=words)
     assert sum(users.in_style(c, user) for c in caps) >= 5, (words, caps)
 
@@ -59,8 +59,8 @@ def test_unknown_user_error_lists_the_known_ones(model, scenes):
 
 
 def test_weights_are_fp16_and_small():
-    folder = MODELS_DIR / "shapes-users-tiny"
+    folder = models_dir() / "shapes-users-tiny"
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
         assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} == {"F16"}
-    total = sum(p.stat().st_size for d in ("shapes-users-tiny", "users-gpt2") for p in (MODELS_DIR / d).rglob("*"))
+    total = sum(p.stat().st_size for d in ("shapes-users-tiny", "users-gpt2") for p in (models_dir() / d).rglob("*"))
     assert total < 12e6

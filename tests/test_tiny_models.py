@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import tiny_models  # recipes/tiny_models.py: build tooling, not in the wheel
 import torch
 
-from mmgpt2.worlds import shapes, tiny_models
+from mmgpt2.worlds import shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,8 +88,8 @@ def test_prefix_slot_pretraining_runs_and_saves_a_loadable_model(tmp_path):
 def test_shipped_chest_gpt2_copies_the_top_triplet_behind_an_image_sized_prefix():
     """The frozen LM must read a retrieved triplet through whatever prefix comes first: before
     prefix-slot pretraining, 8 prefix vectors cut copying from 94% to 45%."""
+    from mmgpt2.apps.medical.prompt import build_prompt
     from mmgpt2.lm import load_lm
-    from mmgpt2.medical import build_prompt
     from mmgpt2.worlds import chest
 
     lm = load_lm("embedded:chest-gpt2")
@@ -108,7 +109,7 @@ def test_shipped_chest_gpt2_copies_the_top_triplet_behind_an_image_sized_prefix(
 
 def test_shapes_tiny_captions_fresh_scenes_with_every_attribute_right():
     # A frozen LM that ignores its prefix writes one caption for every image (the first build did).
-    from mmgpt2.captioner import PrefixCaptioner
+    from mmgpt2.apps.captioning.model import PrefixCaptioner
 
     cap = PrefixCaptioner.from_pretrained("shapes-tiny")
     rng = random.Random(20_002)  # never used by the recipe

@@ -14,7 +14,7 @@ from conftest import TinyRandomEncoder, make_tiny_lm
 from safetensors.torch import load_file
 from torch.utils.data import Dataset
 
-from mmgpt2.captioner import PrefixCaptioner
+from mmgpt2.apps.captioning.model import PrefixCaptioner
 from mmgpt2.mappers import build_mapper
 from mmgpt2.training import TrainConfig, train
 

@@ -5,8 +5,8 @@ import tracemalloc
 
 import pytest
 
-from mmgpt2.personalization import MAX_POSTS, UserContextModel, UserStore, read_history, words
-from mmgpt2.personalization.dataset import UserPost, leave_one_out_contexts
+from mmgpt2.apps.personalized import MAX_POSTS, UserContextModel, UserStore, read_history, words
+from mmgpt2.apps.personalized.dataset import UserPost, leave_one_out_contexts
 
 USERS = {
     "ann": ["a red circle #art", "red again #art", "a tiny red dot"],

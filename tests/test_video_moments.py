@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mmgpt2.video.moments import (
+from mmgpt2.apps.video.moments import (
     SoftMoments,
     coverage_gap,
     moment_embeddings,
     pairwise_soft_tiou,
     sharpness_at,
 )
-from mmgpt2.video.zerota import Event, ZeroTAConfig, postprocess
+from mmgpt2.apps.video.zerota import Event, ZeroTAConfig, postprocess
 
 
 def test_masks_start_as_an_even_tiling_and_are_one_inside_zero_outside():

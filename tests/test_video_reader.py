@@ -11,7 +11,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from mmgpt2.video.reader import (
+from mmgpt2.apps.video.reader import (
     FrameChunk,
     SamplingConfig,
     VideoError,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mmgpt2.video.reader import SamplingConfig, read_frames
+from mmgpt2.apps.video.reader import SamplingConfig, read_frames
 from mmgpt2.worlds import WORLDS, shapes, videos
 
 

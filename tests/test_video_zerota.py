@@ -11,12 +11,12 @@ import shutil
 import pytest
 import torch
 
+from mmgpt2.apps.video import features as features_mod
+from mmgpt2.apps.video.model import DenseVideoCaptioner
+from mmgpt2.apps.video.reader import SamplingConfig, VideoStream
+from mmgpt2.apps.video.zerota import ZeroTA, ZeroTAConfig, ZeroTAPrefix, ZeroTATrace
 from mmgpt2.encoders import load_encoder
 from mmgpt2.lm import load_lm
-from mmgpt2.video import features as features_mod
-from mmgpt2.video.captioner import DenseVideoCaptioner
-from mmgpt2.video.reader import SamplingConfig, VideoStream
-from mmgpt2.video.zerota import ZeroTA, ZeroTAConfig, ZeroTAPrefix, ZeroTATrace
 from mmgpt2.worlds import videos
 
 FAST = {"steps": 4, "samples_per_event": 2, "final_samples": 3, "max_new_tokens": 10}

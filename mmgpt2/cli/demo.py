@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..demo.limits import DemoLimits
-    from ..demo.models import ModelRegistry, model_type
+    from mmgpt2.demo.limits import DemoLimits
+    from mmgpt2.demo.models import ModelRegistry, model_type
 
     for folder in args.model:
         if model_type(folder) is None:
@@ -42,7 +42,7 @@ def run_demo(args: argparse.Namespace) -> int:
         max_upload_mb=args.max_upload_mb, max_video_seconds=args.max_video_seconds, request_seconds=args.request_seconds
     )
     models = ModelRegistry(extra=[str(Path(f)) for f in args.model], device=args.device)
-    from ..demo.app import launch
+    from mmgpt2.demo.app import launch
 
     launch(host=args.host, port=args.port or None, share=args.share == "link", models=models, limits=limits)
     return 0

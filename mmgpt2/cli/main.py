@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+import os
 import sys
 
-#: Modules under mmgpt2.cli that add sub-commands; each defines `register(subparsers)`.
-COMMAND_MODULES = ["captioning", "worlds_cmd", "video", "medical", "demo"]
+from mmgpt2.errors import Mmgpt2Error
+from mmgpt2.registry import COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,8 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and medical explanations, all running offline on the embedded tiny models by default.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"mmgpt2.cli.{name}").register(sub)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (or set MMGPT2_DEBUG=1)")
+    for name in COMMANDS:
+        COMMANDS[name].register(sub)
     return parser
 
 
@@ -26,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, ValueError) as err:  # user errors: one clear line, no traceback
+    except (FileNotFoundError, Mmgpt2Error) as err:  # user errors: one clear line; bugs keep their traceback
+        if args.debug or os.environ.get("MMGPT2_DEBUG"):
+            raise
         print(f"mmgpt2 {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from mmgpt2.errors import Mmgpt2Error
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -61,8 +63,8 @@ def _print_hits(hits: list[dict]) -> None:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    from ..images import iter_images
-    from ..medical import MedicalExplainer
+    from mmgpt2.apps.medical.model import MedicalExplainer
+    from mmgpt2.images import iter_images
 
     model = MedicalExplainer.from_pretrained(args.model, kg=args.kg)
     if args.k:
@@ -101,20 +103,20 @@ def _read_jsonl(path: str) -> list[dict]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from err
+                raise Mmgpt2Error(f"{path}:{n}: not valid JSON ({err.msg})") from err
     return rows
 
 
 def run_kg_build(args: argparse.Namespace) -> int:
-    from ..encoders import load_encoder
-    from ..retrieval import KnowledgeGraph
+    from mmgpt2.apps.medical import KnowledgeGraph
+    from mmgpt2.encoders import load_encoder
 
     encoder = load_encoder(args.encoder)
     if args.from_reports:
         rows = _read_jsonl(args.triplets)
         bad = [n for n, r in enumerate(rows, 1) if "report" not in r]
         if bad:
-            raise ValueError(f"{args.triplets}: rows {bad[:5]} have no 'report' field (expected {{'id', 'report'}})")
+            raise Mmgpt2Error(f"{args.triplets}: rows {bad[:5]} have no 'report' field (expected {{'id', 'report'}})")
         kg = KnowledgeGraph.from_reports([(str(r.get("id", n)), r["report"]) for n, r in enumerate(rows)], encoder, index=args.index)
     else:
         kg = KnowledgeGraph.from_jsonl(args.triplets, encoder, index=args.index)
@@ -124,14 +126,14 @@ def run_kg_build(args: argparse.Namespace) -> int:
 
 
 def run_kg_query(args: argparse.Namespace) -> int:
-    from ..encoders import load_encoder
-    from ..images import load_image
-    from ..retrieval import KnowledgeGraph
+    from mmgpt2.apps.medical import KnowledgeGraph
+    from mmgpt2.encoders import load_encoder
+    from mmgpt2.images import load_image
 
     kg = KnowledgeGraph.load(args.kg_dir)
     spec = args.encoder or kg.encoder_spec
     if not spec:
-        raise ValueError(f"{args.kg_dir}: the KG names no encoder; pass --encoder")
+        raise Mmgpt2Error(f"{args.kg_dir}: the KG names no encoder; pass --encoder")
     encoder = load_encoder(spec)
     if args.text:
         names, emb = [args.text], encoder.encode_text([args.text])
@@ -139,7 +141,7 @@ def run_kg_query(args: argparse.Namespace) -> int:
         names = list(args.inputs)
         emb = encoder.encode_image(encoder.preprocess_batch([load_image(p) for p in names]))
     else:
-        raise ValueError("give image files or --text to query with")
+        raise Mmgpt2Error("give image files or --text to query with")
     hits = kg.query(emb, k=args.k, exclude_source=args.exclude_source)
     if args.json:
         print(json.dumps([{"query": n, "triplets": h} for n, h in zip(names, hits)], indent=2))

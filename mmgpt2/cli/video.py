@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from mmgpt2.errors import Mmgpt2Error
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     dc = subparsers.add_parser(
@@ -39,11 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_dense_caption(args: argparse.Namespace) -> int:
-    from ..checkpoint import atomic_write_json
-    from ..video.captioner import DenseVideoCaptioner, activitynet_predictions, video_id
+    from mmgpt2.apps.video.model import DenseVideoCaptioner, activitynet_predictions, video_id
+    from mmgpt2.checkpoint import atomic_write_json
 
     if args.events is not None and args.events < 1:
-        raise ValueError(f"--events {args.events}: need at least one event")
+        raise Mmgpt2Error(f"--events {args.events}: need at least one event")
     if args.threads:
         import torch
 
@@ -60,10 +62,10 @@ def run_dense_caption(args: argparse.Namespace) -> int:
     except ImportError:
         distributed = False
     if distributed:
-        from ..video.captioner import caption_videos_distributed
+        from mmgpt2.apps.video.model import caption_videos_distributed
 
         if not args.out:
-            raise ValueError("under `accelerate launch` pass --out FILE: the processes merge their results there")
+            raise Mmgpt2Error("under `accelerate launch` pass --out FILE: the processes merge their results there")
         doc = caption_videos_distributed(model, args.videos, args.out)
         if doc is not None:
             print(f"wrote {len(doc['results'])} videos to {args.out}")
@@ -84,7 +86,7 @@ def run_dense_caption(args: argparse.Namespace) -> int:
     for vid, err in errors.items():
         print(f"mmgpt2 dense-caption: skipped {vid}: {err}", file=sys.stderr)
     if args.timeline:
-        from ..video.timeline import draw_timeline
+        from mmgpt2.apps.video.timeline import draw_timeline
 
         first = next((p for p in args.videos if video_id(p) in results), None)
         if first is not None:
@@ -95,7 +97,7 @@ def run_dense_caption(args: argparse.Namespace) -> int:
 
 
 def run_eval_dense(args: argparse.Namespace) -> int:
-    from ..eval.dense import evaluate_dense_files, format_table
+    from mmgpt2.eval.dense import evaluate_dense_files, format_table
 
     scores = evaluate_dense_files(args.pred, args.gt)
     print(json.dumps(scores, indent=2) if args.json else format_table(scores))

@@ -1,8 +1,8 @@
 """Caption datasets, the feature cache and training examples."""
 
-from .datasets import FeatureCaptionDataset, collate_dicts
-from .features import FeatureStore, extract_features
-from .records import CaptionRecord, read_captions, read_coco_karpathy, read_jsonl
+from mmgpt2.data.datasets import FeatureCaptionDataset, collate_dicts
+from mmgpt2.data.features import FeatureStore, extract_features
+from mmgpt2.data.records import CaptionRecord, read_captions, read_coco_karpathy, read_jsonl
 
 __all__ = [
     "CaptionRecord",

@@ -9,8 +9,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from .features import FeatureStore
-from .records import CaptionRecord
+from mmgpt2.data.features import FeatureStore
+from mmgpt2.data.records import CaptionRecord
+from mmgpt2.errors import Mmgpt2Error
 
 
 class FeatureCaptionDataset(Dataset):
@@ -37,7 +38,7 @@ class FeatureCaptionDataset(Dataset):
         if missing or empty:
             warnings.warn(f"dropped {missing} images not in the feature cache and {empty} empty captions", stacklevel=2)
         if not self.items:
-            raise ValueError("no training pairs: every image was missing from the cache or every caption was empty")
+            raise Mmgpt2Error("no training pairs: every image was missing from the cache or every caption was empty")
 
     def __len__(self) -> int:
         return len(self.items)

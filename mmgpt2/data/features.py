@@ -20,9 +20,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..checkpoint import atomic_write, atomic_write_json
-from ..encoders import VisionEncoder
-from ..images import load_image
+from mmgpt2.checkpoint import atomic_write, atomic_write_json
+from mmgpt2.encoders import VisionEncoder
+from mmgpt2.errors import Mmgpt2Error
+from mmgpt2.images import load_image
 
 
 def extract_features(
@@ -45,16 +46,16 @@ def extract_features(
     index_path = out / "index.json"
     index = json.loads(index_path.read_text()) if index_path.is_file() else {"images": {}, "shards": []}
     if index.get("encoder") not in (None, encoder.spec):
-        raise ValueError(f"{out}: cache was built with encoder {index['encoder']!r}, not {encoder.spec!r}")
+        raise Mmgpt2Error(f"{out}: cache was built with encoder {index['encoder']!r}, not {encoder.spec!r}")
     weights = encoder.weights_fingerprint()
     if index["images"] and index.get("weights") not in (None, weights):
-        raise ValueError(
+        raise Mmgpt2Error(
             f"{out}: cache was built with other weights for {encoder.spec!r} (fingerprint "
             f"{index['weights']} vs {weights}: the model was retrained); extract into a new folder"
         )
     index["weights"] = weights
     if index["images"] and tokens and not index.get("tokens"):
-        raise ValueError(f"{out}: cache was built without patch tokens; extract into a new folder with tokens=True")
+        raise Mmgpt2Error(f"{out}: cache was built without patch tokens; extract into a new folder with tokens=True")
     index["encoder"] = encoder.spec
     index["tokens"] = bool(index.get("tokens", tokens) if index["images"] else tokens)
     failed_path = out / "failed.jsonl"

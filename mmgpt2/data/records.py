@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmgpt2.errors import Mmgpt2Error
+
 
 @dataclass
 class CaptionRecord:
@@ -35,12 +37,12 @@ def read_jsonl(path: str | os.PathLike) -> list[CaptionRecord]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from err
+            raise Mmgpt2Error(f"{path}:{n}: not valid JSON ({err.msg})") from err
         if not isinstance(row, dict) or "image" not in row:
-            raise ValueError(f'{path}:{n}: each line needs an "image" field and a "caption" or "captions" field')
+            raise Mmgpt2Error(f'{path}:{n}: each line needs an "image" field and a "caption" or "captions" field')
         captions = row.get("captions", [row["caption"]] if "caption" in row else None)
         if captions is None:
-            raise ValueError(f'{path}:{n}: no "caption" or "captions" field')
+            raise Mmgpt2Error(f'{path}:{n}: no "caption" or "captions" field')
         image = str((path.parent / row["image"]).resolve()) if not os.path.isabs(row["image"]) else row["image"]
         record = by_image.setdefault(image, CaptionRecord(image=image, captions=[], id=str(row.get("id", image))))
         record.captions.extend(str(c) for c in captions)
@@ -58,7 +60,7 @@ def read_coco_karpathy(path: str | os.PathLike, image_root: str | os.PathLike, s
     path, root = Path(path), Path(image_root)
     data = json.loads(Path(path).read_text())
     if "images" not in data:
-        raise ValueError(f"{path}: not a Karpathy split file (no 'images' list)")
+        raise Mmgpt2Error(f"{path}: not a Karpathy split file (no 'images' list)")
     wanted = {"train", "restval"} if split == "train" else {split}
     out = []
     for im in data["images"]:

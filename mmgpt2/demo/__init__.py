@@ -4,27 +4,19 @@ Gradio is imported only when the app is built (`pip install "mmgpt2[demo]"`).
 
 Example:
     >>> from mmgpt2.demo import launch
-    >>> demo, url = launch(port=7860)          # blocks; open http://127.0.0.1:7860
+    >>> demo, url = launch(port=7860)          # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from typing import Any
+from mmgpt2.registry import lazy_module
 
-__all__ = ["DemoLimits", "ModelRegistry", "build_demo", "launch"]
+_EXPORTS = {
+    "build_demo": "mmgpt2.demo.app:build_demo",
+    "launch": "mmgpt2.demo.app:launch",
+    "DemoLimits": "mmgpt2.demo.limits:DemoLimits",
+    "ModelRegistry": "mmgpt2.demo.models:ModelRegistry",
+}
 
-
-def __getattr__(name: str) -> Any:
-    if name in ("build_demo", "launch"):
-        from . import app
-
-        return getattr(app, name)
-    if name == "DemoLimits":
-        from .limits import DemoLimits
-
-        return DemoLimits
-    if name == "ModelRegistry":
-        from .models import ModelRegistry
-
-        return ModelRegistry
-    raise AttributeError(f"module 'mmgpt2.demo' has no attribute {name!r}")
+__getattr__ = lazy_module(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -15,10 +15,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from typing import Any  # noqa: E402
 
-from . import caption_tab, medical_tab, personalized_tab, video_tab  # noqa: E402
-from .examples import EXAMPLES_DIR, cache_dir  # noqa: E402
-from .limits import DemoLimits  # noqa: E402
-from .models import ModelRegistry  # noqa: E402
+from mmgpt2.demo.examples import cache_dir, examples_dir  # noqa: E402
+from mmgpt2.demo.limits import DemoLimits  # noqa: E402
+from mmgpt2.demo.models import ModelRegistry  # noqa: E402
+from mmgpt2.demo.tabs import caption as caption_tab  # noqa: E402
+from mmgpt2.demo.tabs import medical as medical_tab  # noqa: E402
+from mmgpt2.demo.tabs import personalized as personalized_tab  # noqa: E402
+from mmgpt2.demo.tabs import video as video_tab  # noqa: E402
 
 TABS = (caption_tab, personalized_tab, video_tab, medical_tab)
 TITLE = "mmgpt2: a frozen GPT-2 with eyes"
@@ -63,7 +66,7 @@ def launch(
     limits = limits or DemoLimits()
     demo = build_demo(models, limits)
     # Example files may live outside the working directory; Gradio serves only allowed folders.
-    allowed = [str(p) for p in (EXAMPLES_DIR, cache_dir()) if p.exists()]
+    allowed = [str(p) for p in (examples_dir(), cache_dir()) if p.exists()]
     _, local_url, _ = demo.launch(
         server_name=host,
         server_port=port,

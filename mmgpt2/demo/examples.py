@@ -11,10 +11,13 @@ import os
 import random
 from pathlib import Path
 
-from ..checkpoint import atomic_write
-from ..paths import ASSETS_DIR
+from mmgpt2.checkpoint import atomic_write
+from mmgpt2.paths import assets_dir
 
-EXAMPLES_DIR = ASSETS_DIR / "examples"
+
+def examples_dir() -> Path:
+    """The embedded example images and user histories (`mmgpt2.paths.assets_dir` / examples)."""
+    return assets_dir() / "examples"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv")
 #: Shipped files whose name contains one of these are X-rays, not shapes pictures.
@@ -27,13 +30,13 @@ def cache_dir() -> Path:
 
 
 def _shipped(suffixes: tuple[str, ...]) -> list[Path]:
-    if not EXAMPLES_DIR.is_dir():
+    if not examples_dir().is_dir():
         return []
-    return sorted(p for p in EXAMPLES_DIR.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    return sorted(p for p in examples_dir().rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
 
 
 def _is_xray(path: Path) -> bool:
-    return any(m in str(path.relative_to(EXAMPLES_DIR)).lower() for m in XRAY_MARKERS)
+    return any(m in str(path.relative_to(examples_dir())).lower() for m in XRAY_MARKERS)
 
 
 def _save_png(image, path: Path) -> Path:
@@ -52,7 +55,7 @@ def example_images(n: int = 4) -> list[str]:
     shipped = [p for p in _shipped(IMAGE_SUFFIXES) if not _is_xray(p)]
     if shipped:
         return [str(p) for p in shipped[:n]]
-    from ..worlds import shapes
+    from mmgpt2.worlds import shapes
 
     rng = random.Random(0)
     folder = cache_dir() / "shapes"
@@ -61,7 +64,7 @@ def example_images(n: int = 4) -> list[str]:
 
 def example_histories(n: int = 4, max_lines: int = 20) -> list[tuple[str, str]]:
     """Up to `n` shipped ``(user name, past captions)`` from ``assets/examples/users/*.txt`` (none: [])."""
-    folder = EXAMPLES_DIR / "users"
+    folder = examples_dir() / "users"
     if not folder.is_dir():
         return []
     out = []
@@ -76,7 +79,7 @@ def example_xrays(n: int = 3) -> list[tuple[str, str]]:
     shipped = [p for p in _shipped(IMAGE_SUFFIXES) if _is_xray(p)]
     if shipped:
         return [(str(p), "") for p in shipped[:n]]
-    from ..worlds import chest
+    from mmgpt2.worlds import chest
 
     rng = random.Random(0)
     folder = cache_dir() / "chest"
@@ -97,7 +100,7 @@ def example_video() -> str:
     shipped = _shipped(VIDEO_SUFFIXES)
     if shipped:
         return str(shipped[0])
-    from ..worlds import shapes, videos
+    from mmgpt2.worlds import shapes, videos
 
     path = cache_dir() / "videos" / "shapes_clip.mp4"
     if not path.is_file():

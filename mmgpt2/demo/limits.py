@@ -16,10 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from mmgpt2.errors import Mmgpt2Error
+
 T = TypeVar("T")
 
 
-class DemoInputError(ValueError):
+class DemoInputError(Mmgpt2Error):
     """A request the demo refuses; the message is shown to the user as it is."""
 
 
@@ -43,7 +45,7 @@ class DemoLimits:
     def __post_init__(self) -> None:
         for name in ("max_upload_mb", "max_video_seconds", "request_seconds", "max_history_chars"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"DemoLimits.{name}={getattr(self, name)!r}: must be > 0")
+                raise Mmgpt2Error(f"DemoLimits.{name}={getattr(self, name)!r}: must be > 0")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -109,7 +111,7 @@ def check_video(path: str | os.PathLike | None, limits: DemoLimits) -> Path:
 
 def check_image(path: str | os.PathLike | None, limits: DemoLimits) -> Path:
     """An uploaded image that Pillow can open, within the caps, or `DemoInputError`."""
-    from ..images import ImageError, load_image
+    from mmgpt2.images import ImageError, load_image
 
     p = check_upload(path, "image", limits)
     try:
@@ -163,5 +165,5 @@ def user_errors(what: str) -> Iterator[None]:
 
     try:
         yield
-    except (ValueError, FileNotFoundError, LookupError) as err:  # DemoInputError, ImageError, VideoError, ...
+    except (Mmgpt2Error, FileNotFoundError, LookupError) as err:  # DemoInputError, ImageError, VideoError, ...
         raise gr.Error(str(err), title=f"Cannot {what}", print_exception=False) from err

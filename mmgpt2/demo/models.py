@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import read_config
-from ..paths import MODELS_DIR, list_embedded_models
+from mmgpt2.checkpoint import read_config
+from mmgpt2.paths import list_embedded_models, models_dir
 
 #: Demo task -> the saved model type it runs, and the embedded model shown first.
 TASKS: dict[str, tuple[str, str]] = {
@@ -64,7 +64,7 @@ class ModelRegistry:
 
     def _folders(self) -> dict[str, Path]:
         """Display name -> folder: embedded models by name, extra ones by the path given."""
-        found = {name: MODELS_DIR / name for name in list_embedded_models()}
+        found = {name: models_dir() / name for name in list_embedded_models()}
         for path in self.extra:
             found[str(path)] = Path(path)
         return found
@@ -88,7 +88,7 @@ class ModelRegistry:
     def missing_message(self, task: str) -> str:
         kind, default = TASKS[task]
         return (
-            f"The {task} model is not installed: no `{kind}` model under {MODELS_DIR} "
+            f"The {task} model is not installed: no `{kind}` model under {models_dir()} "
             f"(the embedded one is `{default}`, built by `python recipes/build_worlds.py`), "
             "and none was given with `mmgpt2 demo --model DIR`."
         )
@@ -119,8 +119,8 @@ class ModelRegistry:
 
     def _part(self, kind: str, spec: str) -> Any:
         """A frozen encoder or LM, loaded once per spec and shared between models."""
-        from ..encoders import load_encoder
-        from ..lm import load_lm
+        from mmgpt2.encoders import load_encoder
+        from mmgpt2.lm import load_lm
 
         with self._guard:
             if (kind, spec) in self._parts:
@@ -133,17 +133,11 @@ class ModelRegistry:
         config = read_config(folder)
         encoder = self._part("encoder", config["encoder"])
         lm = self._part("lm", config["lm"])
-        from .. import applications  # noqa: F401  (registers every saved model type)
-        from ..pipeline import PIPELINES
+        from mmgpt2.registry import PIPELINES
 
-        if config.get("type") == TASKS["video"][0]:
-            from ..video import DenseVideoCaptioner  # noqa: F401  (registers its type on import)
-        target = PIPELINES.get(config.get("type"))
-        if target is None:
-            raise ModelNotInstalled(f"{folder}: unknown model type {config.get('type')!r}; known: {sorted(PIPELINES)}")
-        # The class's own from_pretrained, not load_pipeline: subclasses attach extras there
-        # (the medical explainer its knowledge graph).
-        return target.from_pretrained(folder, device=self.device, encoder=encoder, lm=lm)
+        if config.get("type") not in PIPELINES:
+            raise ModelNotInstalled(f"{folder}: unknown model type {config.get('type')!r}; known: {PIPELINES.names()}")
+        return PIPELINES[config["type"]].from_pretrained(folder, device=self.device, encoder=encoder, lm=lm)
 
     def loaded(self) -> list[str]:
         """Names of the models already in memory."""

@@ -35,25 +35,10 @@ class VisionEncoder(nn.Module):
         return next(self.parameters()).device
 
     def weights_fingerprint(self) -> str:
-        """A short hash of the weights, so caches notice a retrained model behind the same spec.
+        """A short hash of the weights (`mmgpt2.fingerprint.weights_fingerprint`)."""
+        from mmgpt2.fingerprint import weights_fingerprint
 
-        Hashes every tensor's name, shape and a strided sample of at most 4096 of its values
-        (about a millisecond for ViT-L): enough to tell two trainings apart without reading
-        300M parameters.
-
-        Example:
-            >>> load_encoder("embedded:shapes-clip").weights_fingerprint()
-            '3f2a9c0d5e7b1a48'
-        """
-        import hashlib
-
-        digest = hashlib.sha256()
-        for name, tensor in sorted(self.state_dict().items()):
-            flat = tensor.detach().reshape(-1)
-            sample = flat[:: max(1, flat.numel() // 4096)].float().cpu().numpy()
-            digest.update(f"{name}{tuple(tensor.shape)}".encode())
-            digest.update(sample.tobytes())
-        return digest.hexdigest()[:16]
+        return weights_fingerprint(self)
 
     def preprocess_batch(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Stack preprocessed images into a (B, 3, H, W) batch on the encoder's device."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import VisionEncoder
+from mmgpt2.encoders.base import VisionEncoder
+from mmgpt2.errors import Mmgpt2Error
 
 SPEC_HELP = """encoder specs:
   open_clip:ViT-B-32/openai          open_clip name / pretrained tag (downloads weights)
@@ -23,31 +24,40 @@ def parse_open_clip_spec(rest: str) -> tuple[str, str | None]:
     return name, (pretrained or None)
 
 
+def load_open_clip(rest: str, spec: str) -> VisionEncoder:
+    from mmgpt2.encoders.open_clip_encoder import OpenClipEncoder
+
+    name, pretrained = parse_open_clip_spec(rest)
+    return OpenClipEncoder(name, pretrained=pretrained, spec=spec)
+
+
+def load_embedded(rest: str, spec: str) -> VisionEncoder:
+    from mmgpt2.encoders.open_clip_encoder import OpenClipEncoder
+    from mmgpt2.paths import embedded_model_dir
+
+    return OpenClipEncoder(f"local-dir:{embedded_model_dir(rest)}", spec=spec)
+
+
+def load_medclip(rest: str, spec: str) -> VisionEncoder:
+    from mmgpt2.encoders.medclip import MedClipEncoder
+
+    return MedClipEncoder(Path(rest), spec=spec)
+
+
 def load_encoder(spec: str, device: str | None = None) -> VisionEncoder:
-    """Build the frozen encoder named by `spec` (see `SPEC_HELP`).
+    """Build the frozen encoder named by `spec` (see `SPEC_HELP`; kinds in `registry.ENCODER_KINDS`).
 
     Example:
         >>> enc = load_encoder("embedded:shapes-clip")
-        >>> pooled = enc.encode_image(enc.preprocess_batch([image]))
+        >>> enc.encode_image(enc.preprocess_batch([Image.new("RGB", (64, 64))])).shape  # doctest: +SKIP
+        torch.Size([1, 128])
     """
+    from mmgpt2.registry import ENCODER_KINDS
+
     kind, sep, rest = spec.partition(":")
     if not sep:
-        raise ValueError(f"encoder spec {spec!r} has no kind prefix\n{SPEC_HELP}")
-    if kind == "open_clip":
-        from .open_clip_encoder import OpenClipEncoder
-
-        name, pretrained = parse_open_clip_spec(rest)
-        encoder: VisionEncoder = OpenClipEncoder(name, pretrained=pretrained, spec=spec)
-    elif kind == "embedded":
-        from ..paths import embedded_model_dir
-        from .open_clip_encoder import OpenClipEncoder
-
-        folder = embedded_model_dir(rest)
-        encoder = OpenClipEncoder(f"local-dir:{folder}", spec=spec)
-    elif kind == "medclip":
-        from .medclip import MedClipEncoder  # added by the medical application
-
-        encoder = MedClipEncoder(Path(rest), spec=spec)
-    else:
-        raise ValueError(f"unknown encoder kind {kind!r} in {spec!r}\n{SPEC_HELP}")
+        raise Mmgpt2Error(f"encoder spec {spec!r} has no kind prefix\n{SPEC_HELP}")
+    if kind not in ENCODER_KINDS:
+        raise Mmgpt2Error(f"unknown encoder kind {kind!r} in {spec!r}\n{SPEC_HELP}")
+    encoder = ENCODER_KINDS[kind](rest, spec)
     return encoder.to(device) if device else encoder

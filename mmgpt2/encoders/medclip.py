@@ -30,7 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base import VisionEncoder
+from mmgpt2.encoders.base import VisionEncoder
+from mmgpt2.errors import Mmgpt2Error
 
 # MedCLIP's grayscale normalization (medclip/constants.py), applied to all three channels.
 IMG_MEAN, IMG_STD, IMG_SIZE = 0.5862785803043838, 0.27950088968644304, 224
@@ -46,11 +47,11 @@ def _load_state(folder: Path) -> dict[str, torch.Tensor]:
         try:  # never unpickle arbitrary objects: tensors only
             state = torch.load(pt, map_location="cpu", weights_only=True)
         except Exception as err:
-            raise ValueError(f"{pt}: not a plain tensor state dict that loads with weights_only=True ({err})") from err
+            raise Mmgpt2Error(f"{pt}: not a plain tensor state dict that loads with weights_only=True ({err})") from err
     else:
         raise FileNotFoundError(f"{folder}: no pytorch_model.bin or model.safetensors (a MedCLIP checkpoint folder)")
     if not isinstance(state, dict):
-        raise ValueError(f"{folder}: the checkpoint holds a {type(state).__name__}, not a state dict")
+        raise Mmgpt2Error(f"{folder}: the checkpoint holds a {type(state).__name__}, not a state dict")
     return {re.sub(r"^module\.", "", k): v.float() for k, v in state.items()}
 
 
@@ -70,7 +71,7 @@ def _bert_config(folder: Path, weights: dict[str, torch.Tensor]):
         types = weights["embeddings.token_type_embeddings.weight"].shape[0]
         inter = weights["encoder.layer.0.intermediate.dense.weight"].shape[0]
     except KeyError as err:
-        raise ValueError(f"{folder}: no text_model.model.{err.args[0]} in the checkpoint; is it a MedCLIP model?") from None
+        raise Mmgpt2Error(f"{folder}: no text_model.model.{err.args[0]} in the checkpoint; is it a MedCLIP model?") from None
     layers = 1 + max(int(k.split(".")[2]) for k in weights if k.startswith("encoder.layer."))
     return BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=max(1, hidden // 64),
                       intermediate_size=inter, max_position_embeddings=positions, type_vocab_size=types)
@@ -85,7 +86,7 @@ def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str, f
     shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
     if missing or unexpected or shapes:
         detail = "; ".join([*(f"missing {k}" for k in missing[:4]), *(f"unexpected {k}" for k in unexpected[:4]), *shapes[:4]])
-        raise ValueError(f"{folder}: the {what} weights do not fit the rebuilt model ({detail}); "
+        raise Mmgpt2Error(f"{folder}: the {what} weights do not fit the rebuilt model ({detail}); "
                          f"check vision_config.json / text_config.json")
     module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
@@ -111,7 +112,7 @@ class MedClipEncoder(VisionEncoder):
         state = _load_state(folder)
         vision_state, text_state = _sub(state, "vision_model."), _sub(state, "text_model.")
         if "projection_head.weight" not in vision_state or "projection_head.weight" not in text_state:
-            raise ValueError(f"{folder}: no vision_model/text_model projection_head weights; is this a MedCLIP ViT checkpoint?")
+            raise Mmgpt2Error(f"{folder}: no vision_model/text_model projection_head weights; is this a MedCLIP ViT checkpoint?")
 
         vpath = folder / "vision_config.json"
         vcfg = SwinConfig.from_dict(json.loads(vpath.read_text())) if vpath.is_file() else SwinConfig()

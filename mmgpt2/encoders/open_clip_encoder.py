@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import VisionEncoder
+from mmgpt2.encoders.base import VisionEncoder
 
 
 class OpenClipEncoder(VisionEncoder):

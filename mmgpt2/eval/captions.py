@@ -7,7 +7,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .java import require_java
+from mmgpt2.errors import Mmgpt2Error
+from mmgpt2.eval.java import require_java
 
 METRICS = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
 
@@ -49,9 +50,9 @@ def score_caption_groups(
     for name, (predictions, references) in groups.items():
         missing = [k for k in predictions if k not in references]
         if missing:
-            raise ValueError(f"{len(missing)} predictions have no references, e.g. id {missing[0]!r}")
+            raise Mmgpt2Error(f"{len(missing)} predictions have no references, e.g. id {missing[0]!r}")
         if not predictions:
-            raise ValueError(f"no predictions to score{f' in group {name!r}' if name else ''}")
+            raise Mmgpt2Error(f"no predictions to score{f' in group {name!r}' if name else ''}")
         for i in predictions:
             flat_res[(name, i)] = [{"caption": predictions[i] or ""}]
             flat_gts[(name, i)] = [{"caption": r} for r in references[i]]
@@ -88,7 +89,7 @@ def load_predictions(path: str | os.PathLike) -> dict[str, str]:
     for n, row in enumerate(data):
         key = row.get("image_id", row.get("image", row.get("id")))
         if key is None or "caption" not in row:
-            raise ValueError(f"{path}: entry {n} needs an image/image_id and a caption")
+            raise Mmgpt2Error(f"{path}: entry {n} needs an image/image_id and a caption")
         out[str(key)] = row["caption"]
     return out
 
@@ -104,7 +105,7 @@ def load_references(path: str | os.PathLike) -> dict[str, list[str]]:
                 refs.setdefault(str(a["image_id"]), []).append(a["caption"])
             return refs
         return {str(k): list(v) for k, v in data.items()}
-    from ..data.records import read_jsonl
+    from mmgpt2.data.records import read_jsonl
 
     refs = {}
     for rec in read_jsonl(path):

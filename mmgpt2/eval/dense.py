@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from mmgpt2.errors import Mmgpt2Error
+
 TIOUS = (0.3, 0.5, 0.7, 0.9)
 NO_MATCH = "zzqxnomatchzzqx"  # a reference no caption can share a word with
 
@@ -65,27 +67,27 @@ def load_json(path: str | os.PathLike) -> Any:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        raise Mmgpt2Error(f"{path}: not valid JSON ({err})") from None
 
 
 def _check_predictions(pred: dict, source: str) -> dict[str, list[dict]]:
     results = pred.get("results") if isinstance(pred, dict) else None
     if not isinstance(results, dict):
-        raise ValueError(f"{source}: predictions need a 'results' object {{video_id: [{{sentence, timestamp}}]}}")
+        raise Mmgpt2Error(f"{source}: predictions need a 'results' object {{video_id: [{{sentence, timestamp}}]}}")
     for vid, events in results.items():
         for i, ev in enumerate(events):
             ts = ev.get("timestamp") if isinstance(ev, dict) else None
             if not isinstance(ts, (list, tuple)) or len(ts) != 2 or "sentence" not in ev:
-                raise ValueError(f"{source}: results[{vid!r}][{i}] needs 'sentence' and 'timestamp': [start, end]")
+                raise Mmgpt2Error(f"{source}: results[{vid!r}][{i}] needs 'sentence' and 'timestamp': [start, end]")
     return results
 
 
 def _check_truth(gt: dict, source: str) -> dict[str, dict]:
     if not isinstance(gt, dict) or not gt:
-        raise ValueError(f"{source}: ground truth must be a non-empty {{video_id: {{timestamps, sentences}}}} object")
+        raise Mmgpt2Error(f"{source}: ground truth must be a non-empty {{video_id: {{timestamps, sentences}}}} object")
     for vid, entry in gt.items():
         if not isinstance(entry, dict) or len(entry.get("timestamps", [])) != len(entry.get("sentences", [None])):
-            raise ValueError(f"{source}: {vid!r} needs 'timestamps' and 'sentences' of equal length")
+            raise Mmgpt2Error(f"{source}: {vid!r} needs 'timestamps' and 'sentences' of equal length")
     return gt
 
 

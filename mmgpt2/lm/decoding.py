@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from mmgpt2.errors import Mmgpt2Error
+
 _EARLY_STOPPING = (True, False, "never")
 
 
@@ -127,7 +129,7 @@ def decode(lm, batch: dict[str, torch.Tensor], **gen_kwargs) -> list[list[int]]:
     width = batch["attention_mask"].shape[1]
     room = lm.max_positions - width
     if room < 1:
-        raise ValueError(
+        raise Mmgpt2Error(
             f"the prefix and prompt fill {width} of the LM's {lm.max_positions} positions; nothing left to generate"
         )
     if cfg.max_new_tokens > room:

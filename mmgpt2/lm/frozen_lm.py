@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from mmgpt2.errors import Mmgpt2Error
+
 IGNORE_INDEX = -100
 
 
@@ -52,6 +54,12 @@ class FrozenLM(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.model.get_input_embeddings().weight.dtype
+
+    def weights_fingerprint(self) -> str:
+        """A short hash of the weights (`mmgpt2.fingerprint.weights_fingerprint`)."""
+        from mmgpt2.fingerprint import weights_fingerprint
+
+        return weights_fingerprint(self.model)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """Token ids (B, T) -> word embeddings (B, T, d)."""
@@ -128,7 +136,7 @@ class FrozenLM(nn.Module):
         """Mean next-token NLL of `targets` (each followed by EOS) after prefix and prompt."""
         for i, t in enumerate(targets):
             if isinstance(t, str) and not t.strip():
-                raise ValueError(f"caption {i} is empty; every training caption needs at least one word")
+                raise Mmgpt2Error(f"caption {i} is empty; every training caption needs at least one word")
         target_ids = self.tokenize(targets, add_eos=True) if isinstance(targets[0], str) else targets
         prompt_ids = self.tokenize(prompts) if prompts is not None and isinstance(prompts[0], str) else prompts
         batch = self.build_inputs(prefix_embeds, prompt_ids, target_ids)
@@ -151,7 +159,7 @@ class FrozenLM(nn.Module):
         Accepts transformers' names: `max_new_tokens`, `num_beams`, `length_penalty`, `do_sample`,
         `top_p`, `top_k`, `temperature`, `penalty_alpha`, `eos_token_id`.
         """
-        from .decoding import decode
+        from mmgpt2.lm.decoding import decode
 
         b = prefix_embeds.shape[0]
         prompts = [prompt] * b if isinstance(prompt, str) or prompt is None else list(prompt)
@@ -178,7 +186,7 @@ def load_lm(spec: str, device: str | None = None) -> FrozenLM:
         model = AutoModelForCausalLM.from_pretrained(rest)
         tokenizer = AutoTokenizer.from_pretrained(rest)
     elif kind == "embedded":
-        from ..paths import embedded_model_dir
+        from mmgpt2.paths import embedded_model_dir
 
         folder = embedded_model_dir(rest)
         # Embedded weights are stored in fp16 to keep assets/ small; compute in fp32 on CPU.
@@ -187,14 +195,14 @@ def load_lm(spec: str, device: str | None = None) -> FrozenLM:
     elif kind == "random":
         from transformers import GPT2Config, GPT2LMHeadModel
 
-        from .tokenizer import fallback_tokenizer
+        from mmgpt2.lm.tokenizer import fallback_tokenizer
 
         if rest not in ("gpt2", "gpt2-124m"):
-            raise ValueError(f"random:{rest}: only the 124M 'gpt2' architecture is offered with random weights")
+            raise Mmgpt2Error(f"random:{rest}: only the 124M 'gpt2' architecture is offered with random weights")
         torch.manual_seed(0)
         model = GPT2LMHeadModel(GPT2Config())
         tokenizer = fallback_tokenizer()
     else:
-        raise ValueError(f"unknown LM spec kind {kind!r} in {spec!r} (use hf:, embedded: or random:)")
+        raise Mmgpt2Error(f"unknown LM spec kind {kind!r} in {spec!r} (use hf:, embedded: or random:)")
     lm = FrozenLM(model, tokenizer, spec=spec)
     return lm.to(device) if device else lm

@@ -7,9 +7,9 @@ def fallback_tokenizer():
     """The embedded shapes tokenizer when present, else a byte-level BPE with only the 256 bytes."""
     from transformers import AutoTokenizer
 
-    from ..paths import MODELS_DIR
+    from mmgpt2.paths import models_dir
 
-    folder = MODELS_DIR / "shapes-gpt2"
+    folder = models_dir() / "shapes-gpt2"
     if (folder / "tokenizer.json").is_file():
         return AutoTokenizer.from_pretrained(folder)
     return byte_level_tokenizer()

@@ -1,7 +1,9 @@
 """Small trainable networks that turn encoder features into GPT-2 prefix embeddings.
 
 Every mapper takes ``(pooled (B, D), tokens (B, N, Dt) or None)`` and returns ``(B, K, d_lm)``.
-Each is registered here by its config's ``type`` so checkpoints can rebuild it from JSON.
+The mappers more than one application uses live here; an application's own mapper lives in its
+package (`apps/personalized/query_guided.py`, `apps/medical/projector.py`). All of them are named
+in `mmgpt2.registry.MAPPERS`, so `build_mapper` rebuilds any saved mapper in any process.
 """
 
 from __future__ import annotations
@@ -11,38 +13,41 @@ from typing import Any
 
 from torch import nn
 
-from .mlp import MLPMapper, MLPMapperConfig
-from .transformer import TransformerMapper, TransformerMapperConfig
-
-MAPPERS: dict[str, tuple[type[nn.Module], type]] = {
-    "mlp": (MLPMapper, MLPMapperConfig),
-    "transformer": (TransformerMapper, TransformerMapperConfig),
-}
+from mmgpt2.errors import ConfigError
+from mmgpt2.mappers.mlp import MLPMapper, MLPMapperConfig
+from mmgpt2.mappers.transformer import TransformerMapper, TransformerMapperConfig
+from mmgpt2.registry import MAPPERS, UnknownName
 
 
-def register_mapper(name: str, module_cls: type[nn.Module], config_cls: type) -> None:
-    """Make a mapper type buildable from its config dict (applications register theirs)."""
-    MAPPERS[name] = (module_cls, config_cls)
+def mapper_config_class(kind: str) -> type:
+    """The config dataclass of mapper type `kind` (``"mlp"``, ``"projector"``, ...)."""
+    return MAPPERS[kind].config_class
 
 
-def build_mapper(config: dict[str, Any] | Any) -> nn.Module:
-    """Build a mapper from a config dataclass or its dict form (``{"type": "mlp", ...}``)."""
+def build_mapper(config: dict[str, Any] | Any, source: str | None = None) -> nn.Module:
+    """Build a mapper from a config dataclass or its dict form (``{"type": "mlp", ...}``).
+
+    Example:
+        >>> build_mapper({"type": "projector", "input_dim": 8, "token_dim": 8, "lm_dim": 16}).config.prefix_length
+        10
+    """
     if dataclasses.is_dataclass(config):
         config = dataclasses.asdict(config)
-    kind = config.get("type")
-    if kind not in MAPPERS:
-        raise ValueError(f"unknown mapper type {kind!r}; known: {sorted(MAPPERS)}")
-    module_cls, config_cls = MAPPERS[kind]
-    known = {f.name for f in dataclasses.fields(config_cls)}
-    unknown = sorted(set(config) - known)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source or 'mapper'}: a mapper config must be a JSON object, not {type(config).__name__}")
+    try:
+        module_cls = MAPPERS[config.get("type")]
+    except UnknownName as err:
+        raise ConfigError(f"{source}: {err}" if source else str(err)) from None
+    known = module_cls.config_class.field_names()
+    unknown = sorted(set(config) - set(known))
     if unknown:
-        raise ValueError(f"mapper config of type {kind!r} has unknown fields {unknown}; it takes {sorted(known)}")
-    return module_cls(config_cls(**config))
+        raise ConfigError(
+            f"{source + ': ' if source else ''}mapper config of type {config['type']!r} has unknown fields "
+            f"{unknown}; it takes {sorted(known)}"
+        )
+    return module_cls(module_cls.config_class.from_dict(config, source))
 
-
-# Application mappers register themselves on import; importing them here makes every saved
-# mapper type loadable through `build_mapper` alone.
-from . import fusion, projector, query_guided  # noqa: E402, F401
 
 __all__ = [
     "MAPPERS",
@@ -51,5 +56,5 @@ __all__ = [
     "TransformerMapper",
     "TransformerMapperConfig",
     "build_mapper",
-    "register_mapper",
+    "mapper_config_class",
 ]

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from mmgpt2.config import Config
+
 
 @dataclass
-class MLPMapperConfig:
-    input_dim: int
-    lm_dim: int
-    prefix_length: int = 10
-    hidden_dim: int | None = None  # ClipCap: (K * d_lm) // 2
+class MLPMapperConfig(Config):
+    input_dim: int = field(metadata={"min": 1})
+    lm_dim: int = field(metadata={"min": 1})
+    prefix_length: int = field(default=10, metadata={"min": 1})
+    hidden_dim: int | None = field(default=None, metadata={"min": 1})  # ClipCap: (K * d_lm) // 2
     type: str = "mlp"
 
 
@@ -23,6 +25,8 @@ class MLPMapper(nn.Module):
     >>> m(torch.randn(2, 512)).shape
     torch.Size([2, 10, 768])
     """
+
+    config_class = MLPMapperConfig
 
     def __init__(self, config: MLPMapperConfig):
         super().__init__()

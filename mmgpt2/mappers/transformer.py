@@ -6,21 +6,23 @@ layers mix them, and the K outputs at the constants' positions are the prefix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
+from mmgpt2.config import Config
+
 
 @dataclass
-class TransformerMapperConfig:
-    input_dim: int
-    lm_dim: int
-    prefix_length: int = 10  # K: prefix tokens given to the LM
-    clip_length: int = 10  # L: tokens the pooled feature is projected to
-    num_layers: int = 8
-    num_heads: int = 8
-    dropout: float = 0.0  # 0 keeps resumed training bit-identical to an uninterrupted run
+class TransformerMapperConfig(Config):
+    input_dim: int = field(metadata={"min": 1})
+    lm_dim: int = field(metadata={"min": 1})
+    prefix_length: int = field(default=10, metadata={"min": 1})  # K: prefix tokens given to the LM
+    clip_length: int = field(default=10, metadata={"min": 1})  # L: tokens the pooled feature is projected to
+    num_layers: int = field(default=8, metadata={"min": 1})
+    num_heads: int = field(default=8, metadata={"min": 1})
+    dropout: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})  # 0 keeps resumed training bit-identical to an uninterrupted run
     type: str = "transformer"
 
 
@@ -30,6 +32,8 @@ class TransformerMapper(nn.Module):
     >>> m(torch.randn(2, 512)).shape
     torch.Size([2, 10, 768])
     """
+
+    config_class = TransformerMapperConfig
 
     def __init__(self, config: TransformerMapperConfig):
         super().__init__()

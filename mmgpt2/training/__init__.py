@@ -1,6 +1,6 @@
 """Training the small trainable parts of any pipeline, resumably, on accelerate."""
 
-from .config import TrainConfig
-from .loop import train
+from mmgpt2.training.config import TrainConfig
+from mmgpt2.training.loop import train
 
 __all__ = ["TrainConfig", "train"]

@@ -18,9 +18,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from ..data.datasets import collate_dicts
-from .config import TrainConfig
-from .state import load_training_state, save_training_state
+from mmgpt2.data.datasets import collate_dicts
+from mmgpt2.errors import Mmgpt2Error
+from mmgpt2.training.config import TrainConfig
+from mmgpt2.training.state import load_training_state, save_training_state
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -80,7 +81,7 @@ def train(
     )
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
-        raise ValueError(f"{type(model).__name__} has no trainable parameters")
+        raise Mmgpt2Error(f"{type(model).__name__} has no trainable parameters")
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes)
     total = config.max_steps or steps_per_epoch * config.epochs

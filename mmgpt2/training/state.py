@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..checkpoint import copy_folder_atomic
+from mmgpt2.checkpoint import copy_folder_atomic
 
 
 def save_training_state(folder: Path, model, optimizer, scheduler, step: int, epoch: int, batches_in_epoch: int) -> None:

@@ -112,7 +112,7 @@ def all_cases() -> list[ChestCase]:
 
 def triplet_line(case: ChestCase) -> str:
     """The case's triplet as the knowledge graph writes it: "<finding> suggestive of <diagnosis>"."""
-    from ..retrieval.kg import triplet_text
+    from mmgpt2.apps.medical.kg import triplet_text
 
     return triplet_text(*case.triplets()[0]) if case.kind else ""
 
@@ -258,7 +258,7 @@ def make_records(n: int, seed: int, out: str | os.PathLike | None = None, size: 
             }
         )
     if folder is not None:
-        from ..checkpoint import atomic_write
+        from mmgpt2.checkpoint import atomic_write
 
         lines = "".join(json.dumps(r) + "\n" for r in records)
         atomic_write(folder / "records.jsonl", lambda p: p.write_text(lines))

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mmgpt2.errors import Mmgpt2Error
+
 SHAPES = ("circle", "square", "triangle", "cross")
 COLORS = {
     "red": (215, 35, 35),
@@ -120,7 +122,7 @@ def make_scene(rng: random.Random, n_objects: int | None = None) -> Scene:
     """
     n = n_objects if n_objects is not None else rng.choice((1, 2))
     if n not in (1, 2):
-        raise ValueError(f"n_objects={n}: the shapes world has one- and two-object scenes only")
+        raise Mmgpt2Error(f"n_objects={n}: the shapes world has one- and two-object scenes only")
     if n == 1:
         positions: tuple[str, ...] = (rng.choice(tuple(POSITIONS)),)
         relation = None
@@ -158,7 +160,7 @@ def _draw(
         draw.rectangle([cx - r, cy - t, cx + r, cy + t], fill=fill)
         draw.rectangle([cx - t, cy - r, cx + t, cy + r], fill=fill)
     else:
-        raise ValueError(f"unknown shape {shape!r}; known: {SHAPES}")
+        raise Mmgpt2Error(f"unknown shape {shape!r}; known: {SHAPES}")
 
 
 def render(scene: Scene, size: int = 64) -> Image.Image:
@@ -196,7 +198,7 @@ def reading_order(scene: Scene) -> tuple[ShapeObject, str, ShapeObject]:
         True
     """
     if len(scene.objects) != 2:
-        raise ValueError(f"reading_order needs a two-object scene, got {len(scene.objects)} objects")
+        raise Mmgpt2Error(f"reading_order needs a two-object scene, got {len(scene.objects)} objects")
     a, b = scene.objects
     rel = scene.relation or ""
     if rel in INVERSE:
@@ -276,10 +278,10 @@ def write(out_dir: str | os.PathLike, n: int, seed: int = 0, size: int = 64) -> 
         >>> write("data/shapes", n=100, seed=1)
         PosixPath('data/shapes/captions.jsonl')
     """
-    from ..checkpoint import atomic_write
+    from mmgpt2.checkpoint import atomic_write
 
     if n < 1:
-        raise ValueError(f"n={n}: need at least one scene")
+        raise Mmgpt2Error(f"n={n}: need at least one scene")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -333,7 +335,7 @@ def canonical_captions(n_objects: int) -> list[str]:
         return sorted(f"a {o} {phrase}" for o in objects for phrase in POSITION_PHRASES.values())
     if n_objects == 2:
         return sorted(f"a {a} {r} a {b}" for a in objects for b in objects for r in RELATIONS)
-    raise ValueError(f"n_objects={n_objects}: the shapes world has one- and two-object scenes only")
+    raise Mmgpt2Error(f"n_objects={n_objects}: the shapes world has one- and two-object scenes only")
 
 
 def paraphrase_pairs(n_scenes: int, seed: int, keyword_share: float = 0.5) -> list[tuple[str, str]]:

@@ -26,7 +26,8 @@ import random
 import re
 from pathlib import Path
 
-from .shapes import COLORS, POSITION_PHRASES, SHAPES, SIZES, Scene, make_scene, render
+from mmgpt2.errors import Mmgpt2Error
+from mmgpt2.worlds.shapes import COLORS, POSITION_PHRASES, SHAPES, SIZES, Scene, make_scene, render
 
 OPENERS = {"plain": "", "wow": "wow", "look": "look", "omg": "omg"}
 ORDERS = {
@@ -57,9 +58,9 @@ USERS: dict[str, Style] = {**TRAIN_USERS, **HELD_OUT_USERS}
 def caption_as(user: str, scene: Scene) -> str:
     """`user`'s caption of a one-object `scene`."""
     if user not in USERS:
-        raise ValueError(f"unknown synthetic user {user!r}; known: {', '.join(USERS)}")
+        raise Mmgpt2Error(f"unknown synthetic user {user!r}; known: {', '.join(USERS)}")
     if len(scene.objects) != 1:
-        raise ValueError("the users world captions one-object scenes only")
+        raise Mmgpt2Error("the users world captions one-object scenes only")
     opener, order, ending = USERS[user]
     o = scene.objects[0]
     body = ORDERS[order].format(size=o.size, color=o.color, shape=o.shape, pos=POSITION_PHRASES[o.position])
@@ -155,10 +156,10 @@ def write(out_dir: str | os.PathLike, n: int, seed: int = 0, size: int = 64) -> 
         >>> write("data/users", n=20, seed=0)
         PosixPath('data/users/captions.jsonl')
     """
-    from ..checkpoint import atomic_write
+    from mmgpt2.checkpoint import atomic_write
 
     if n < 1:
-        raise ValueError(f"n={n}: need at least one post per user")
+        raise Mmgpt2Error(f"n={n}: need at least one post per user")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lines = []

@@ -22,14 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import shapes
+from mmgpt2.errors import Mmgpt2Error
+from mmgpt2.worlds import shapes
 
 
 def scene_times(rng: random.Random, duration: float, n_scenes: int, min_fraction: float = 0.2) -> list[float]:
     """Cut times ``[0, t1, ..., duration]`` with every scene at least `min_fraction` of the clip."""
     slack = 1.0 - n_scenes * min_fraction
     if slack < 0:
-        raise ValueError(f"{n_scenes} scenes cannot each last {min_fraction:.0%} of a clip")
+        raise Mmgpt2Error(f"{n_scenes} scenes cannot each last {min_fraction:.0%} of a clip")
     weights = [rng.random() for _ in range(n_scenes)]
     lengths = [min_fraction + slack * w / sum(weights) for w in weights]
     cuts = np.cumsum([0.0] + lengths) * duration
@@ -51,7 +52,7 @@ def write_clip(path: str | os.PathLike, scenes: list[shapes.Scene], cuts: list[f
     """Encode one H.264 mp4 of `scenes` switching at `cuts` (seconds), atomically."""
     import av
 
-    from ..checkpoint import atomic_write
+    from mmgpt2.checkpoint import atomic_write
 
     n_frames = max(1, int(round(cuts[-1] * fps)))
 
@@ -93,10 +94,10 @@ def write(
         >>> write("data/videos", n=3, seed=1, duration=(60, 60), scenes=(3, 3))
         PosixPath('data/videos/ground_truth.json')
     """
-    from ..checkpoint import atomic_write_json
+    from mmgpt2.checkpoint import atomic_write_json
 
     if n < 1:
-        raise ValueError(f"n={n}: need at least one video")
+        raise Mmgpt2Error(f"n={n}: need at least one video")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)

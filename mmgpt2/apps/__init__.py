@@ -1,0 +1,1 @@
+"""One package per application; each holds everything that is only its own."""

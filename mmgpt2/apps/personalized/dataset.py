@@ -1,0 +1,68 @@
+"""Training examples for personalized captioning: (image features, caption, leave-one-out context)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from mmgpt2.apps.personalized.context import UserContextModel
+from mmgpt2.errors import Mmgpt2Error
+
+
+@dataclass
+class UserPost:
+    user: str
+    image: str
+    caption: str
+    id: str = ""
+
+
+def leave_one_out_contexts(posts: Sequence[UserPost], model: UserContextModel) -> list[list[str]]:
+    """The context of each post's author computed from the author's OTHER posts in `posts`.
+
+    Example:
+        >>> ctx = leave_one_out_contexts(train_posts, UserContextModel().fit(texts_by_user))
+        >>> # ctx[i] never draws on train_posts[i].caption
+    """
+    by_user: dict[str, list[int]] = {}
+    for i, p in enumerate(posts):
+        by_user.setdefault(p.user, []).append(i)
+    out: list[list[str]] = [[] for _ in posts]
+    for idx in by_user.values():
+        for i, ctx in zip(idx, model.leave_one_out([posts[i].caption for i in idx]), strict=True):
+            out[i] = ctx
+    return out
+
+
+class PersonalizedFeatureDataset(Dataset):
+    """One example per post: cached image features, the caption, and the author's context words.
+
+    Pass `contexts` from `leave_one_out_contexts` (training) or the user's stored context
+    (new images of a known user). Posts whose image is not in the feature cache are dropped.
+    """
+
+    def __init__(self, posts: Sequence[UserPost], contexts: Sequence[Sequence[str]], store, use_tokens: bool = True):
+        if len(posts) != len(contexts):
+            raise Mmgpt2Error(f"{len(posts)} posts but {len(contexts)} contexts")
+        self.store, self.use_tokens = store, use_tokens
+        self.items = [(p.image, p.caption.strip(), " ".join(c)) for p, c in zip(posts, contexts, strict=True)
+                      if p.image in store and p.caption.strip()]
+        if len(self.items) < len(posts):
+            warnings.warn(f"dropped {len(posts) - len(self.items)} posts with no cached image or an empty caption",
+                          stacklevel=2)
+        if not self.items:
+            raise Mmgpt2Error("no training posts left (no image in the feature cache or every caption empty)")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        image, caption, context = self.items[i]
+        item = {"index": i, "pooled": self.store.pooled(image), "captions": caption, "context": context}
+        if self.use_tokens:
+            item["tokens"] = self.store.tokens(image)
+        return item

@@ -1,0 +1,112 @@
+"""`UserStore`: the context words of every known user plus the TF-IDF model, saved as one JSON file.
+
+A personalized captioner ships its store beside its weights, so a user id alone is enough at
+inference, and the IDF is there to build contexts for users it has never seen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from mmgpt2.apps.personalized.context import MAX_CHARS_PER_POST, MAX_POSTS, UserContextModel
+from mmgpt2.checkpoint import atomic_write_json
+from mmgpt2.errors import Mmgpt2Error
+
+STORE_FORMAT = "mmgpt2-user-store"
+
+
+def read_history(path: str | os.PathLike, max_posts: int = MAX_POSTS) -> list[str]:
+    """A user's past captions from a text file, one per line, blank lines skipped.
+
+    Streams the file and keeps only the last `max_posts` non-blank lines (the most recent, when
+    the file is in time order), each cut to `MAX_CHARS_PER_POST` characters, so memory stays
+    bounded however long the file is. Undecodable bytes are replaced, not fatal.
+
+    Example:
+        >>> read_history("alice_captions.txt")[:2]
+        ['sunset again #nofilter', 'coffee with friends ☕']
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such history file (expected one past caption per line)")
+    kept: deque[str] = deque(maxlen=max_posts)
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line[:MAX_CHARS_PER_POST].strip()
+            if line:
+                kept.append(line)
+    return list(kept)
+
+
+class UserStore:
+    """Context words by user id, plus the `UserContextModel` that made them.
+
+    Example:
+        >>> store = UserStore.build({"ann": ["red circle #art", "tiny red dot"]}, top_n=100)
+        >>> store["ann"][:2]
+        >>> store.save("users.json"); UserStore.load("users.json").users == store.users
+        True
+    """
+
+    def __init__(self, model: UserContextModel, users: dict[str, list[str]] | None = None):
+        self.model = model
+        self.users: dict[str, list[str]] = dict(users or {})
+
+    @classmethod
+    def build(cls, posts_by_user: dict[str, Sequence[str]], top_n: int = 100) -> UserStore:
+        """Fit the IDF over these users and store each user's context from all of their posts.
+
+        These stored contexts are for captioning *new* images of the user; training examples must
+        use `model.leave_one_out` so a caption never sees itself.
+        """
+        model = UserContextModel(top_n=top_n).fit(posts_by_user)
+        return cls(model, {str(u): model.context(p) for u, p in posts_by_user.items()})
+
+    def __contains__(self, user: object) -> bool:
+        return user in self.users
+
+    def __getitem__(self, user: str) -> list[str]:
+        if user not in self.users:
+            raise KeyError(self.unknown_user_message(user))
+        return self.users[user]
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def ids(self) -> list[str]:
+        return sorted(self.users)
+
+    def unknown_user_message(self, user: str) -> str:
+        known = self.ids()
+        shown = ", ".join(known[:50]) + (f", ... ({len(known)} in all)" if len(known) > 50 else "")
+        return (
+            f"unknown user {user!r}; known users: {shown or 'none'}. For a new user pass their past "
+            "captions (a list of strings) or context words instead of an id"
+        )
+
+    def add(self, user: str, posts: Iterable[str]) -> list[str]:
+        """Compute and remember a (new) user's context from their posts."""
+        self.users[str(user)] = self.model.context(posts)
+        return self.users[str(user)]
+
+    def save(self, path: str | os.PathLike) -> None:
+        atomic_write_json(path, {"format": STORE_FORMAT, "version": 1, "context_model": self.model.to_dict(),
+                                 "users": self.users})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> UserStore:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no user store file") from None
+        except json.JSONDecodeError as err:
+            raise Mmgpt2Error(f"{path}: user store is not valid JSON ({err})") from err
+        if not isinstance(data, dict) or data.get("format") != STORE_FORMAT:
+            raise Mmgpt2Error(f"{path}: not an mmgpt2 user store (missing format={STORE_FORMAT!r})")
+        users = {str(u): [str(w) for w in ws] for u, ws in data.get("users", {}).items()}
+        return cls(UserContextModel.from_dict(data["context_model"]), users)

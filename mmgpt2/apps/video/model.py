@@ -1,0 +1,186 @@
+"""`DenseVideoCaptioner`: zero-shot dense video captioning (ZeroTA) with a frozen encoder and LM.
+
+Nothing in it is trained: a saved model is only ``config.json`` (the encoder and LM specs, the
+frame sampling and the ZeroTA settings), so `load_pipeline` loads it like any other application.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmgpt2.apps.video.features import DEFAULT_CACHE, VideoFeatures, video_features
+from mmgpt2.apps.video.reader import SamplingConfig
+from mmgpt2.apps.video.zerota import Event, ZeroTA, ZeroTAConfig, ZeroTATrace
+from mmgpt2.checkpoint import atomic_write_json
+from mmgpt2.config import Config
+from mmgpt2.encoders import VisionEncoder
+from mmgpt2.errors import ConfigError
+from mmgpt2.lm import FrozenLM
+from mmgpt2.pipeline import FrozenPipeline
+
+
+def video_id(path: str | os.PathLike) -> str:
+    """The ActivityNet-style id of a video file: its name without extension."""
+    return Path(path).stem
+
+
+@dataclass
+class DenseVideoCaptionerConfig(Config):
+    """What a saved `DenseVideoCaptioner` holds besides its frozen parts."""
+
+    zerota: dict[str, Any] = field(default_factory=dict)  # `ZeroTAConfig` settings
+    sampling: dict[str, Any] = field(default_factory=dict)  # `SamplingConfig` settings
+
+
+class DenseVideoCaptioner(FrozenPipeline):
+    """Find and caption the events of a video, zero-shot.
+
+    Example:
+        >>> dvc = DenseVideoCaptioner.from_pretrained("shapes-video-zerota")
+        >>> for e in dvc.caption_video("clip.mp4", events=3):
+        ...     print(f"{e.start:5.1f}-{e.end:5.1f} s  {e.sentence}")
+    """
+
+    kind = "dense_video_captioner"
+    config_class = DenseVideoCaptionerConfig
+
+    def __init__(
+        self,
+        encoder: VisionEncoder,
+        lm: FrozenLM,
+        generation: dict[str, Any] | None = None,
+        zerota: ZeroTAConfig | None = None,
+        sampling: SamplingConfig | None = None,
+        cache_dir: str | os.PathLike | None = DEFAULT_CACHE,
+    ):
+        super().__init__(encoder, lm, generation)
+        self.zerota = zerota or ZeroTAConfig()
+        self.sampling = sampling or SamplingConfig()
+        self.cache_dir = cache_dir
+
+    @classmethod
+    def build(
+        cls,
+        encoder: str | VisionEncoder,
+        lm: str | FrozenLM,
+        sampling: SamplingConfig | dict | None = None,
+        **zerota_settings: Any,
+    ) -> DenseVideoCaptioner:
+        """A captioner from encoder and LM specs (or loaded models) and ZeroTA settings.
+
+        Example:
+            >>> DenseVideoCaptioner.build("open_clip:ViT-L-14/openai", "hf:gpt2-medium", hard_prompt="A video of")
+        """
+        encoder, lm = cls.resolve_parts(encoder, lm)
+        sampling = SamplingConfig(**sampling) if isinstance(sampling, dict) else sampling
+        return cls(encoder, lm, zerota=ZeroTAConfig.from_dict(zerota_settings), sampling=sampling)
+
+    # --- the saved config ----------------------------------------------------------------------------
+    def app_config(self) -> DenseVideoCaptionerConfig:
+        return DenseVideoCaptionerConfig(zerota=dataclasses.asdict(self.zerota), sampling=dataclasses.asdict(self.sampling))
+
+    @classmethod
+    def from_app_config(cls, config: DenseVideoCaptionerConfig, encoder: VisionEncoder, lm: FrozenLM) -> dict[str, Any]:
+        try:
+            sampling = SamplingConfig(**config.sampling)
+        except TypeError as err:
+            raise ConfigError(f"bad 'sampling' settings {config.sampling}: {err}") from None
+        return {"zerota": ZeroTAConfig.from_dict(config.zerota), "sampling": sampling}
+
+    # --- inference ------------------------------------------------------------------------------------
+    def features(self, path: str | os.PathLike, progress: bool = False) -> VideoFeatures:
+        """Frame features of `path` (cached by the file's content hash)."""
+        return video_features(path, self.encoder, self.sampling, self.cache_dir, progress=progress)
+
+    def caption_video(
+        self,
+        path: str | os.PathLike,
+        events: int | None = None,
+        trace: ZeroTATrace | None = None,
+        progress: bool = False,
+        **settings: Any,
+    ) -> list[Event]:
+        """Events of one video, best first; `events` and `settings` override the saved ZeroTA settings."""
+        feats = self.features(path, progress=progress)
+        return self.caption_features(feats, events, trace, **settings)
+
+    def caption_features(
+        self, feats: VideoFeatures, events: int | None = None, trace: ZeroTATrace | None = None, **settings: Any
+    ) -> list[Event]:
+        """Events from precomputed `VideoFeatures`."""
+        overrides = {**settings, **({"events": events} if events is not None else {})}
+        config = dataclasses.replace(self.zerota, **overrides) if overrides else self.zerota
+        return ZeroTA(self.encoder, self.lm, config).run(feats.features, feats.times, feats.duration, trace=trace)
+
+    def caption_videos(
+        self, paths: Sequence[str | os.PathLike], events: int | None = None, progress: bool = True
+    ) -> tuple[dict[str, list[Event]], dict[str, str]]:
+        """``(results, errors)`` keyed by video id; one unreadable video never stops the others."""
+        from tqdm.auto import tqdm
+
+        results: dict[str, list[Event]] = {}
+        errors: dict[str, str] = {}
+        for path in tqdm(list(paths), desc="dense captioning", unit="video", disable=not progress):
+            try:
+                results[video_id(path)] = self.caption_video(path, events)
+            except (ValueError, FileNotFoundError) as err:
+                errors[video_id(path)] = str(err)
+        return results, errors
+
+
+def activitynet_predictions(results: dict[str, list[Event]], external: dict | None = None) -> dict[str, Any]:
+    """ActivityNet Captions prediction format for `results` (video id -> events)."""
+    return {
+        "version": "VERSION 1.0",
+        "results": {vid: [e.to_activitynet() for e in events] for vid, events in results.items()},
+        "external_data": external or {"used": False, "details": "zero-shot: frozen CLIP and GPT-2 (mmgpt2 ZeroTA)"},
+    }
+
+
+def caption_videos_distributed(
+    captioner: DenseVideoCaptioner,
+    paths: Sequence[str | os.PathLike],
+    out_json: str | os.PathLike,
+    events: int | None = None,
+) -> dict[str, Any] | None:
+    """Caption `paths` spread over the processes of `accelerate launch`; the main process writes
+    `out_json` (ActivityNet format, errors under ``external_data.errors``) and returns it.
+
+    One process (plain ``python``) simply does all videos. Each process writes its share to
+    ``out_json.partN.json`` first, so a crash loses at most that process's work.
+
+    Example:
+        accelerate launch --num_processes 4 recipes/zerota_activitynet.py --videos v/ --gt val_1.json
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    out = Path(out_json)
+    paths = [str(p) for p in paths]
+    with state.split_between_processes(paths) as mine:
+        results, errors = captioner.caption_videos(mine, events, progress=state.is_local_main_process)
+    part = out.with_name(f"{out.name}.part{state.process_index}.json")
+    atomic_write_json(part, {"predictions": activitynet_predictions(results)["results"], "errors": errors})
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    merged, all_errors = {}, {}
+    for i in range(state.num_processes):
+        p = out.with_name(f"{out.name}.part{i}.json")
+        data = json.loads(p.read_text())
+        merged.update(data["predictions"])
+        all_errors.update(data["errors"])
+        p.unlink()
+    doc = {
+        "version": "VERSION 1.0",
+        "results": merged,
+        "external_data": {"used": False, "details": "zero-shot: frozen CLIP and GPT-2 (mmgpt2 ZeroTA)", "errors": all_errors},
+    }
+    atomic_write_json(out, doc)
+    return doc

@@ -1,0 +1,1 @@
+"""One module per demo tab, each with `build(gr, registry, limits)`."""
