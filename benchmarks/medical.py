@@ -50,7 +50,10 @@ def held_out(n: int):
 def references(case) -> list[str]:
     if case.kind is None:
         return [case.explanation(random.Random(0))]
-    return [f"{case.finding} {v} {case.diagnosis.lower()}" for v in ("suggesting", "consistent with", "in keeping with")]
+    return [
+        f"{case.finding} {v} {case.diagnosis.lower()}"
+        for v in ("suggesting", "consistent with", "in keeping with")
+    ]
 
 
 def score(preds: dict[str, str], refs: dict[str, list[str]]) -> dict[str, float]:
@@ -72,8 +75,12 @@ def score(preds: dict[str, str], refs: dict[str, list[str]]) -> dict[str, float]
 
     s = score_captions(preds, refs)
     pick = lambda *names: next((float(s[n]) for n in names if n in s), float("nan"))  # noqa: E731
-    return {"BLEU-4": pick("BLEU-4", "Bleu_4", "bleu4"), "METEOR": pick("METEOR", "meteor"),
-            "ROUGE-L": pick("ROUGE_L", "ROUGE-L", "rouge_l"), "CIDEr": pick("CIDEr", "cider")}
+    return {
+        "BLEU-4": pick("BLEU-4", "Bleu_4", "bleu4"),
+        "METEOR": pick("METEOR", "meteor"),
+        "ROUGE-L": pick("ROUGE_L", "ROUGE-L", "rouge_l"),
+        "CIDEr": pick("CIDEr", "cider"),
+    }
 
 
 def table(title: str, header: list[str], rows: list[list]) -> None:
@@ -109,8 +116,16 @@ def retrieval_and_explanations(args) -> None:
     found = [c for c in cases if c.kind]
     idx = [i for i, c in enumerate(cases) if c.kind]
     rows = []
-    for name, ranked in (("random ranking (baseline)", [[kg.triplets[j].key for j in rng.permutation(len(kg))[:7]] for _ in idx]),
-                         ("chest-clip image embedding", [[(h["head"], h["relation"], h["tail"]) for h in hits[i]] for i in idx])):
+    for name, ranked in (
+        (
+            "random ranking (baseline)",
+            [[kg.triplets[j].key for j in rng.permutation(len(kg))[:7]] for _ in idx],
+        ),
+        (
+            "chest-clip image embedding",
+            [[(h["head"], h["relation"], h["tail"]) for h in hits[i]] for i in idx],
+        ),
+    ):
         exact = [(c.finding, "suggestive_of", c.diagnosis.lower()) for c in found]
         diag = [c.diagnosis.lower() for c in found]
         r1 = np.mean([r[:1] == [e] for r, e in zip(ranked, exact)])
@@ -118,24 +133,43 @@ def retrieval_and_explanations(args) -> None:
         d1 = np.mean([bool(r) and r[0][2] == d for r, d in zip(ranked, diag)])
         d7 = np.mean([any(x[2] == d for x in r) for r, d in zip(ranked, diag)])
         rows.append([name, float(r1), float(r7), float(d1), float(d7)])
-    table(f"KG retrieval on {len(found)} held-out chest images with a finding (KG: {len(kg)} distinct triplets)",
-          ["query", "exact triplet R@1", "exact triplet R@7", "right diagnosis R@1", "right diagnosis R@7"], rows)
+    table(
+        f"KG retrieval on {len(found)} held-out chest images with a finding (KG: {len(kg)} distinct triplets)",
+        ["query", "exact triplet R@1", "exact triplet R@7", "right diagnosis R@1", "right diagnosis R@7"],
+        rows,
+    )
     print(f"\nrecall@7 (exact triplet) vs random: {rows[1][2]:.3f} vs {rows[0][2]:.3f}; target >= 0.90")
 
     # 2. explanations, every finding kind in the explainers' training data
     diagnoses = [c.diagnosis for c in cases]
     runs, rows = {}, []
     for question, asked in (("diagnosis question", diagnoses), ("open question", [None] * len(cases))):
-        for name, key, m in (("no KG (baseline, same budget)", "nokg", nokg), ("with KG (chest-tiny)", "kg", model)):
+        for name, key, m in (
+            ("no KG (baseline, same budget)", "nokg", nokg),
+            ("with KG (chest-tiny)", "kg", model),
+        ):
             runs[key, question] = explain_all(m, key == "kg", pooled, tokens, asked)
             rows.append(explanation_row(f"{name}, {question}", cases, *runs[key, question]))
-    table(f"Explanations on {len(cases)} held-out chest images (greedy, 32 new tokens; diagnosis question: "
-          "'why does this chest x-ray suggest <diagnosis>?', open question: 'what does this chest x-ray show?')",
-          ["explainer, question", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "names exact finding", "names finding w/o severity", "images/s"],
-          rows)
+    table(
+        f"Explanations on {len(cases)} held-out chest images (greedy, 32 new tokens; diagnosis question: "
+        "'why does this chest x-ray suggest <diagnosis>?', open question: 'what does this chest x-ray show?')",
+        [
+            "explainer, question",
+            "BLEU-4",
+            "METEOR",
+            "ROUGE-L",
+            "CIDEr",
+            "names exact finding",
+            "names finding w/o severity",
+            "images/s",
+        ],
+        rows,
+    )
     base, ours = rows[:2]
-    print(f"\nKG vs no KG (diagnosis question): CIDEr {ours[4]:.3f} vs {base[4]:.3f} (x{ours[4] / max(base[4], 1e-9):.2f}); "
-          f"exact finding named {ours[5]:.1%} vs {base[5]:.1%}; image encoding {encode_s:.1f}s")
+    print(
+        f"\nKG vs no KG (diagnosis question): CIDEr {ours[4]:.3f} vs {base[4]:.3f} (x{ours[4] / max(base[4], 1e-9):.2f}); "
+        f"exact finding named {ours[5]:.1%} vs {base[5]:.1%}; image encoding {encode_s:.1f}s"
+    )
     for name, key in (("no KG", "nokg"), ("with KG", "kg")):
         print(f"\n{name}, first 3:")
         for i in range(3):
@@ -144,21 +178,44 @@ def retrieval_and_explanations(args) -> None:
     # 3. finding kinds with no training explanation: the graph (built from reports) knows them
     unseen_dirs = {key: Path(args.unseen.format(key)) for key in ("nokg", "kg")}
     if not all(d.is_dir() for d in unseen_dirs.values()):
-        print(f"\n(no {' / '.join(map(str, unseen_dirs.values()))}: run `python recipes/build_chest.py --only unseen`)")
+        print(
+            f"\n(no {' / '.join(map(str, unseen_dirs.values()))}: run `python recipes/build_chest.py --only unseen`)"
+        )
         return
     from mmgpt2.worlds.chest import UNSEEN_KINDS
 
     rows = []
     for name, key in (("no KG (baseline, same budget)", "nokg"), ("with KG", "kg")):
-        m = MedicalExplainer.from_pretrained(unseen_dirs[key], encoder=model.encoder, lm=model.lm, kg=kg if key == "kg" else None)
+        m = MedicalExplainer.from_pretrained(
+            unseen_dirs[key], encoder=model.encoder, lm=model.lm, kg=kg if key == "kg" else None
+        )
         texts, speed = explain_all(m, key == "kg", pooled, tokens, diagnoses)
-        for subset, keep in (("unseen kinds", lambda c: c.kind in UNSEEN_KINDS), ("seen kinds", lambda c: c.kind and c.kind not in UNSEEN_KINDS)):
+        for subset, keep in (
+            ("unseen kinds", lambda c: c.kind in UNSEEN_KINDS),
+            ("seen kinds", lambda c: c.kind and c.kind not in UNSEEN_KINDS),
+        ):
             idx = [i for i, c in enumerate(cases) if keep(c)]
-            row = explanation_row(f"{name}, {subset} ({len(idx)} images)", [cases[i] for i in idx], [texts[i] for i in idx], speed)
+            row = explanation_row(
+                f"{name}, {subset} ({len(idx)} images)",
+                [cases[i] for i in idx],
+                [texts[i] for i in idx],
+                speed,
+            )
             rows.append(row[:-1])  # images/s is the whole run's, not the subset's
-    table(f"Explanations for finding kinds absent from the explainers' training explanations ({', '.join(UNSEEN_KINDS)}); "
-          "the KG, built from all training reports, has them (diagnosis question; explainers trained on diagnosis questions only)",
-          ["explainer, images", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr", "names exact finding", "names finding w/o severity"], rows)
+    table(
+        f"Explanations for finding kinds absent from the explainers' training explanations ({', '.join(UNSEEN_KINDS)}); "
+        "the KG, built from all training reports, has them (diagnosis question; explainers trained on diagnosis questions only)",
+        [
+            "explainer, images",
+            "BLEU-4",
+            "METEOR",
+            "ROUGE-L",
+            "CIDEr",
+            "names exact finding",
+            "names finding w/o severity",
+        ],
+        rows,
+    )
 
 
 def explain_all(model, use_kg: bool, pooled, tokens, diagnoses) -> tuple[list[str], float]:
@@ -166,7 +223,9 @@ def explain_all(model, use_kg: bool, pooled, tokens, diagnoses) -> tuple[list[st
     t = time.perf_counter()
     preds = []
     for i in range(0, len(diagnoses), 32):
-        preds += model.explain_features(pooled[i : i + 32], tokens[i : i + 32], diagnoses[i : i + 32], use_kg=use_kg, max_new_tokens=32)
+        preds += model.explain_features(
+            pooled[i : i + 32], tokens[i : i + 32], diagnoses[i : i + 32], use_kg=use_kg, max_new_tokens=32
+        )
     return [p["explanation"] for p in preds], len(diagnoses) / (time.perf_counter() - t)
 
 
@@ -176,7 +235,16 @@ def explanation_row(name: str, cases, texts: list[str], images_per_s: float) -> 
     found = [(c, t) for c, t in zip(cases, texts) if c.kind]
     named = np.mean([c.finding in t for c, t in found])
     kind_side = np.mean([all(w in t for w in c.finding.split()[1:]) for c, t in found])
-    return [name, s["BLEU-4"], s["METEOR"], s["ROUGE-L"], s["CIDEr"], float(named), float(kind_side), f"{images_per_s:.1f}"]
+    return [
+        name,
+        s["BLEU-4"],
+        s["METEOR"],
+        s["ROUGE-L"],
+        s["CIDEr"],
+        float(named),
+        float(kind_side),
+        f"{images_per_s:.1f}",
+    ]
 
 
 def scale(args) -> None:
@@ -192,7 +260,9 @@ def scale(args) -> None:
     centres = rng.standard_normal((2000, d), dtype=np.float32)
     vectors = centres[rng.integers(0, len(centres), n)] + 0.35 * rng.standard_normal((n, d), dtype=np.float32)
     triplets = [Triplet(f"h{i}", "suggestive_of", f"t{i}", [f"s{i}"]) for i in range(n)]
-    queries = centres[rng.integers(0, len(centres), args.queries)] + 0.35 * rng.standard_normal((args.queries, d), dtype=np.float32)
+    queries = centres[rng.integers(0, len(centres), args.queries)] + 0.35 * rng.standard_normal(
+        (args.queries, d), dtype=np.float32
+    )
     t = time.perf_counter()
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     base_build_s = time.perf_counter() - t
@@ -210,7 +280,16 @@ def scale(args) -> None:
 
     base_ms = per_query(numpy_top7)
     truth = [set(f"h{j}" for j in numpy_top7(q)) for q in queries]
-    rows = [["NumPy normalize + matmul/argpartition (baseline)", f"{n / base_build_s:,.0f}", f"{base_ms:.2f}", "-", "1.000", "1.00x"]]
+    rows = [
+        [
+            "NumPy normalize + matmul/argpartition (baseline)",
+            f"{n / base_build_s:,.0f}",
+            f"{base_ms:.2f}",
+            "-",
+            "1.000",
+            "1.00x",
+        ]
+    ]
     for kind in ("flat", "ivf"):
         t = time.perf_counter()
         kg = KnowledgeGraph(triplets, vectors, "random", index=kind)
@@ -221,12 +300,34 @@ def scale(args) -> None:
         hits = kg.query(queries, k=7)
         batch_ms = (time.perf_counter() - t) / len(queries) * 1000
         recall = np.mean([len(truth[i] & {h["head"] for h in hits[i]}) / 7 for i in range(len(queries))])
-        label = "KnowledgeGraph flat (IndexFlatIP, exact)" if kind == "flat" else f"KnowledgeGraph IVF (nprobe {kg.index.nprobe})"
-        rows.append([label, f"{n / build_s:,.0f}", f"{ms:.2f}", f"{batch_ms:.2f}", f"{recall:.3f}", f"{base_ms / ms:.1f}x"])
+        label = (
+            "KnowledgeGraph flat (IndexFlatIP, exact)"
+            if kind == "flat"
+            else f"KnowledgeGraph IVF (nprobe {kg.index.nprobe})"
+        )
+        rows.append(
+            [
+                label,
+                f"{n / build_s:,.0f}",
+                f"{ms:.2f}",
+                f"{batch_ms:.2f}",
+                f"{recall:.3f}",
+                f"{base_ms / ms:.1f}x",
+            ]
+        )
         del kg
-    table(f"Datastore scale: {n:,} triplets, {d}-d, {args.queries} queries, {faiss.omp_get_max_threads()} FAISS threads",
-          ["method", "build (vectors/s)", "top-7 query (ms, one at a time)", "top-7 query (ms each, batched)",
-           "recall@7 vs exact", "query speed-up vs NumPy"], rows)
+    table(
+        f"Datastore scale: {n:,} triplets, {d}-d, {args.queries} queries, {faiss.omp_get_max_threads()} FAISS threads",
+        [
+            "method",
+            "build (vectors/s)",
+            "top-7 query (ms, one at a time)",
+            "top-7 query (ms each, batched)",
+            "recall@7 vs exact",
+            "query speed-up vs NumPy",
+        ],
+        rows,
+    )
     print(f"\ntarget < 10 ms/query; `auto` picks IVF from {IVF_FROM:,} triplets")
 
 
@@ -235,8 +336,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=300, help="held-out chest images")
     ap.add_argument("--model", default="chest-tiny", help="the explainer with its KG (name or folder)")
     ap.add_argument("--nokg", default="build/chest/chest-tiny-nokg", help="the no-KG explainer folder")
-    ap.add_argument("--unseen", default="build/chest/unseen-{}",
-                    help="folders of the explainers trained without the unseen kinds ({} is kg / nokg)")
+    ap.add_argument(
+        "--unseen",
+        default="build/chest/unseen-{}",
+        help="folders of the explainers trained without the unseen kinds ({} is kg / nokg)",
+    )
     ap.add_argument("--scale", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=128, help="vector width for the scale test (chest-clip: 128)")
     ap.add_argument("--queries", type=int, default=200)

@@ -53,12 +53,30 @@ def train_baseline(data: dict, out_dir: Path, retrain: bool, steps: int):
     dataset = PersonalizedFeatureDataset(data["train"], no_context, data["features"], use_tokens=False)
     torch.manual_seed(build_users.TRAIN["seed"])
     m = build_users.MODEL
-    model = PrefixCaptioner.build(data["encoder"], lm, mapper="transformer", generation=build_users.GENERATION,
-                                  prefix_length=m["prefix_length"], clip_length=m["prefix_length"],
-                                  num_layers=m["num_layers"] + m["fusion"]["num_layers"], num_heads=m["num_heads"])
+    model = PrefixCaptioner.build(
+        data["encoder"],
+        lm,
+        mapper="transformer",
+        generation=build_users.GENERATION,
+        prefix_length=m["prefix_length"],
+        clip_length=m["prefix_length"],
+        num_layers=m["num_layers"] + m["fusion"]["num_layers"],
+        num_heads=m["num_heads"],
+    )
     t = build_users.TRAIN
-    train(model, dataset, TrainConfig(out_dir=str(out_dir), max_steps=steps, batch_size=t["batch_size"],
-                                      lr=t["lr"], warmup_steps=t["warmup_steps"], seed=t["seed"], save_every=10**9))
+    train(
+        model,
+        dataset,
+        TrainConfig(
+            out_dir=str(out_dir),
+            max_steps=steps,
+            batch_size=t["batch_size"],
+            lr=t["lr"],
+            warmup_steps=t["warmup_steps"],
+            seed=t["seed"],
+            save_every=10**9,
+        ),
+    )
     return model.eval()
 
 
@@ -71,7 +89,10 @@ def evaluate(captions_by_user: dict[str, list[str]], test: list[dict]) -> dict[s
 
     ids = [str(i) for i in range(len(test))]
     groups = {
-        user: (dict(zip(ids, caps, strict=True)), {i: [t["refs"][user]] for i, t in zip(ids, test, strict=True)})
+        user: (
+            dict(zip(ids, caps, strict=True)),
+            {i: [t["refs"][user]] for i, t in zip(ids, test, strict=True)},
+        )
         for user, caps in captions_by_user.items()
     }
     scores = score_caption_groups(groups, metrics=("BLEU-4", "CIDEr"))  # one Java start for all users
@@ -80,7 +101,9 @@ def evaluate(captions_by_user: dict[str, list[str]], test: list[dict]) -> dict[s
         rows[user] = {
             "style": 100 * sum(users.in_style(c, user) for c in caps) / len(caps),
             **scores[user],
-            "attr": 100 * sum(attribute_accuracy(c, t["scene"]) for c, t in zip(caps, test, strict=True)) / len(caps),
+            "attr": 100
+            * sum(attribute_accuracy(c, t["scene"]) for c, t in zip(caps, test, strict=True))
+            / len(caps),
         }
     return rows
 
@@ -117,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     t1 = time.time()
     ours_caps, contexts = {}, {}
     for user in users.USERS:
-        contexts[user] = (ours.context_words(user) if user in ours.users
-                          else ours.context_words(data["histories"][user]))
+        contexts[user] = (
+            ours.context_words(user) if user in ours.users else ours.context_words(data["histories"][user])
+        )
         ours_caps[user] = ours.caption_features(pooled, tokens, [contexts[user]] * len(test))
     ours_s = (time.time() - t1) / (len(test) * len(users.USERS))
     t1 = time.time()
@@ -133,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
 
     def line(name: str, split: str, a: dict, b: dict) -> None:
-        print(f"{name:<7} {split:<9} {a['style']:>7.1f}/{b['style']:<8.1f} {a['BLEU-4']:>8.3f}/{b['BLEU-4']:<8.3f} "
-              f"{a['CIDEr']:>7.2f}/{b['CIDEr']:<8.2f} {a['attr']:>6.1f}/{b['attr']:<8.1f}")
+        print(
+            f"{name:<7} {split:<9} {a['style']:>7.1f}/{b['style']:<8.1f} {a['BLEU-4']:>8.3f}/{b['BLEU-4']:<8.3f} "
+            f"{a['CIDEr']:>7.2f}/{b['CIDEr']:<8.2f} {a['attr']:>6.1f}/{b['attr']:<8.1f}"
+        )
 
     for user in users.USERS:
         line(user, "train" if user in users.TRAIN_USERS else "held-out", ours_rows[user], base_rows[user])
@@ -144,23 +170,34 @@ def main(argv: list[str] | None = None) -> int:
         a, b = mean(ours_rows, names), mean(base_rows, names)
         summary[split] = {"ours": a, "baseline": b}
         line("MEAN", split, a, b)
-    neutral_attr = 100 * sum(attribute_accuracy(c, t["scene"]) for c, t in zip(neutral, test, strict=True)) / len(test)
-    print(f"\ntrainable parameters: ours {trainable_params(ours):,} vs baseline {trainable_params(base):,} "
-          f"(ratio {trainable_params(ours) / trainable_params(base):.2f})")
-    print(f"greedy decoding per caption: ours {1000 * ours_s:.1f} ms vs baseline {1000 * base_s:.1f} ms "
-          f"(ratio {ours_s / base_s:.2f}, batches of {len(test)})")
+    neutral_attr = (
+        100 * sum(attribute_accuracy(c, t["scene"]) for c, t in zip(neutral, test, strict=True)) / len(test)
+    )
+    print(
+        f"\ntrainable parameters: ours {trainable_params(ours):,} vs baseline {trainable_params(base):,} "
+        f"(ratio {trainable_params(ours) / trainable_params(base):.2f})"
+    )
+    print(
+        f"greedy decoding per caption: ours {1000 * ours_s:.1f} ms vs baseline {1000 * base_s:.1f} ms "
+        f"(ratio {ours_s / base_s:.2f}, batches of {len(test)})"
+    )
     print(f"ours with no user context: attribute accuracy {neutral_attr:.1f}%; example: {neutral[0]!r}")
     for user in ("ada", "fay", "quinn"):
-        print(f"  {user:<6} context {contexts[user][:6]} -> {ours_caps[user][0]!r} (ref {test[0]['refs'][user]!r})")
+        print(
+            f"  {user:<6} context {contexts[user][:6]} -> {ours_caps[user][0]!r} (ref {test[0]['refs'][user]!r})"
+        )
     print(f"  base   -> {base_caps_once[0]!r}")
-    print(f"\ntargets: style >= 90% train users: {summary['train']['ours']['style']:.1f}%; >= 70% held-out users: "
-          f"{summary['held-out']['ours']['style']:.1f}%; attr drop <= 5 points: "
-          f"{summary['train']['baseline']['attr'] - summary['train']['ours']['attr']:+.1f} (train users), "
-          f"{summary['held-out']['baseline']['attr'] - summary['held-out']['ours']['attr']:+.1f} (held-out)")
+    print(
+        f"\ntargets: style >= 90% train users: {summary['train']['ours']['style']:.1f}%; >= 70% held-out users: "
+        f"{summary['held-out']['ours']['style']:.1f}%; attr drop <= 5 points: "
+        f"{summary['train']['baseline']['attr'] - summary['train']['ours']['attr']:+.1f} (train users), "
+        f"{summary['held-out']['baseline']['attr'] - summary['held-out']['ours']['attr']:+.1f} (held-out)"
+    )
     print(f"({time.time() - t0:.0f}s)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"per_user": {"ours": ours_rows, "baseline": base_rows},
-                                               "summary": summary}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"per_user": {"ours": ours_rows, "baseline": base_rows}, "summary": summary}, indent=2)
+        )
     return 0
 
 

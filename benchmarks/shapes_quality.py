@@ -74,9 +74,16 @@ def main() -> None:
     from mmgpt2.eval import score_caption_groups
 
     ids = {k: [f"{k}-{i}" for i in range(len(scenes))] for k, scenes in groups.items()}
-    refs = {k: {i: shapes.captions(s) for i, s in zip(ids[k], scenes, strict=True)} for k, scenes in groups.items()}
+    refs = {
+        k: {i: shapes.captions(s) for i, s in zip(ids[k], scenes, strict=True)}
+        for k, scenes in groups.items()
+    }
     scores = score_caption_groups(  # one corpus per (system, scene kind), one Java start-up
-        {f"{system}|{k}": (dict(zip(ids[k], preds[k], strict=True)), refs[k]) for system, preds in systems.items() for k in groups},
+        {
+            f"{system}|{k}": (dict(zip(ids[k], preds[k], strict=True)), refs[k])
+            for system, preds in systems.items()
+            for k in groups
+        },
         metrics=("BLEU-4", "METEOR", "CIDEr"),
     )
     rows = []

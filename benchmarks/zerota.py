@@ -40,8 +40,15 @@ def matched_pairs(events, truth, thr: float = 0.5):
     return pairs
 
 
-def zerocap_steps(encoder, lm, image_emb: torch.Tensor, steps: int, steps_per_token: int = 5, top_k: int = 512,
-                  prompt: str = "") -> tuple[str, float]:
+def zerocap_steps(
+    encoder,
+    lm,
+    image_emb: torch.Tensor,
+    steps: int,
+    steps_per_token: int = 5,
+    top_k: int = 512,
+    prompt: str = "",
+) -> tuple[str, float]:
     """ZeroCap-style decoding (Tewel et al. 2022), simplified: for every new token, `steps_per_token`
     Adam steps on a learnable shift of the context embeddings so that GPT-2's next-token
     distribution over its top-`top_k` candidates moves towards CLIP's scores of (text so far +
@@ -66,7 +73,9 @@ def zerocap_steps(encoder, lm, image_emb: torch.Tensor, steps: int, steps_per_to
             with torch.no_grad():
                 sims = F.normalize(encoder.encode_text(texts).float(), dim=-1) @ image
             target = F.softmax(sims / 0.01, -1)
-            loss = -(target * F.log_softmax(logp[cand], -1)).sum() + 0.2 * F.kl_div(logp, ref, log_target=True, reduction="sum")
+            loss = -(target * F.log_softmax(logp[cand], -1)).sum() + 0.2 * F.kl_div(
+                logp, ref, log_target=True, reduction="sum"
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -80,7 +89,9 @@ def zerocap_steps(encoder, lm, image_emb: torch.Tensor, steps: int, steps_per_to
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default="shapes-video-zerota")
     parser.add_argument("--videos", type=int, default=20)
     parser.add_argument("--seed", type=int, default=10_000)
@@ -88,10 +99,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="default: the model's")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the numbers here")
-    parser.add_argument("--no-baselines", action="store_true",
-                        help="only the zerota row: no init-only row, no 60-s video, no ZeroCap-style timing")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override ZeroTA settings, e.g. --set lookahead=false guided_top_k=12 (JSON values)")
+    parser.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="only the zerota row: no init-only row, no 60-s video, no ZeroCap-style timing",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override ZeroTA settings, e.g. --set lookahead=false guided_top_k=12 (JSON values)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -110,7 +129,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="zerota_bench_"))
     model.cache_dir = None  # time real decoding + encoding every time
     gt = json.loads(videos.write(work / "v", n=args.videos, seed=args.seed).read_text())
-    long_gt = json.loads(videos.write(work / "long", n=1, seed=args.seed + 1, duration=(60, 60), scenes=(3, 3)).read_text())
+    long_gt = json.loads(
+        videos.write(work / "long", n=1, seed=args.seed + 1, duration=(60, 60), scenes=(3, 3)).read_text()
+    )
 
     rows = {}
     settings = [("zerota", {})]
@@ -132,9 +153,15 @@ def main() -> None:
                 if not attr[-1]:
                     misses.append((gt[vid]["sentences"][j], event.sentence))
             # progress, so a long run on a busy machine shows where it is
-            print(f"[{name}] {vid}: {seconds[-1]:.1f} s, {len(events)} events, {len(pairs)}/{len(gt[vid]['timestamps'])} "
-                  f"truth events matched at tIoU 0.5; running attr acc {sum(attr)}/{len(attr)}", flush=True)
-        scores = evaluate_dense(activitynet_predictions(results), {k: {kk: v[kk] for kk in ("duration", "timestamps", "sentences")} for k, v in gt.items()})
+            print(
+                f"[{name}] {vid}: {seconds[-1]:.1f} s, {len(events)} events, {len(pairs)}/{len(gt[vid]['timestamps'])} "
+                f"truth events matched at tIoU 0.5; running attr acc {sum(attr)}/{len(attr)}",
+                flush=True,
+            )
+        scores = evaluate_dense(
+            activitynet_predictions(results),
+            {k: {kk: v[kk] for kk in ("duration", "timestamps", "sentences")} for k, v in gt.items()},
+        )
         rows[name] = {
             "F1@0.5": scores["per_tiou"]["0.5"]["F1"],
             "F1 mean": scores["F1"],
@@ -147,14 +174,19 @@ def main() -> None:
             "METEOR": scores["METEOR"],
             "SODA_c": scores["SODA_c"],
             "s/video": sum(seconds) / len(seconds),
-            "examples": {vid: [(round(e.start, 1), round(e.end, 1), e.sentence) for e in results[vid]] for vid in list(results)[:2]},
+            "examples": {
+                vid: [(round(e.start, 1), round(e.end, 1), e.sentence) for e in results[vid]]
+                for vid in list(results)[:2]
+            },
         }
 
     if args.no_baselines:
         r = rows["zerota"]
-        print(f"\nzerota only ({args.videos} videos, overrides {overrides or 'none'}): F1@0.5 {r['F1@0.5']:.3f}, "
-              f"mIoU {r['matched tIoU']:.3f}, attr acc {r['attr acc']:.1%} of {r['matched']} (1-object "
-              f"{r['attr 1-obj']:.1%}, 2-object {r['attr 2-obj']:.1%}), {r['s/video']:.1f} s/video; misses: {r['misses']}")
+        print(
+            f"\nzerota only ({args.videos} videos, overrides {overrides or 'none'}): F1@0.5 {r['F1@0.5']:.3f}, "
+            f"mIoU {r['matched tIoU']:.3f}, attr acc {r['attr acc']:.1%} of {r['matched']} (1-object "
+            f"{r['attr 1-obj']:.1%}, 2-object {r['attr 2-obj']:.1%}), {r['s/video']:.1f} s/video; misses: {r['misses']}"
+        )
         return
     # Speed on a 60-second, 3-event video, and the ZeroCap-style baseline at the same step count.
     long_path = work / "long" / "00000.mp4"
@@ -171,28 +203,53 @@ def main() -> None:
     zc_text, zc_seconds = zerocap_steps(model.encoder, model.lm, moment, steps=steps)
     zc_3 = zc_seconds * 3  # ZeroCap captions one event at a time: three events, three runs
 
-    print(f"\nZeroTA on {args.videos} held-out synthetic videos (seed {args.seed}; {model.zerota.events} events, "
-          f"{steps} steps; torch threads {args.threads}; CPU shared with other jobs while measuring; "
-          f"overrides {overrides or 'none'})\n")
-    print(f"{'setting':<13}{'F1@0.5':>8}{'F1 mean':>9}{'mIoU':>7}{'attr acc':>9}{'1-obj':>7}{'2-obj':>7}{'matched':>8}"
-          f"{'METEOR':>8}{'SODA_c':>8}{'s/video':>9}")
+    print(
+        f"\nZeroTA on {args.videos} held-out synthetic videos (seed {args.seed}; {model.zerota.events} events, "
+        f"{steps} steps; torch threads {args.threads}; CPU shared with other jobs while measuring; "
+        f"overrides {overrides or 'none'})\n"
+    )
+    print(
+        f"{'setting':<13}{'F1@0.5':>8}{'F1 mean':>9}{'mIoU':>7}{'attr acc':>9}{'1-obj':>7}{'2-obj':>7}{'matched':>8}"
+        f"{'METEOR':>8}{'SODA_c':>8}{'s/video':>9}"
+    )
     for name, r in rows.items():
-        print(f"{name:<13}{r['F1@0.5']:>8.3f}{r['F1 mean']:>9.3f}{r['matched tIoU']:>7.3f}{r['attr acc']:>9.1%}"
-              f"{r['attr 1-obj']:>7.1%}{r['attr 2-obj']:>7.1%}"
-              f"{r['matched']:>8d}{r['METEOR']:>8.3f}{r['SODA_c']:>8.3f}{r['s/video']:>9.2f}")
-    print(f"\n60-s video, 3 events: frames+features {t_feat:.1f} s, optimisation {t_opt:.1f} s, total {t_feat + t_opt:.1f} s (target <= 60 s)")
+        print(
+            f"{name:<13}{r['F1@0.5']:>8.3f}{r['F1 mean']:>9.3f}{r['matched tIoU']:>7.3f}{r['attr acc']:>9.1%}"
+            f"{r['attr 1-obj']:>7.1%}{r['attr 2-obj']:>7.1%}"
+            f"{r['matched']:>8d}{r['METEOR']:>8.3f}{r['SODA_c']:>8.3f}{r['s/video']:>9.2f}"
+        )
+    print(
+        f"\n60-s video, 3 events: frames+features {t_feat:.1f} s, optimisation {t_opt:.1f} s, total {t_feat + t_opt:.1f} s (target <= 60 s)"
+    )
     print(f"{'method':<34}{'steps':>6}{'s/step':>9}{'s (3 events)':>14}{'ratio':>8}")
-    print(f"{'ZeroTA (3 events in one batch)':<34}{steps:>6}{t_opt / max(steps, 1):>9.3f}{t_opt:>14.1f}{1.0:>8.2f}")
-    print(f"{'ZeroCap-style (top-512, per token)':<34}{steps:>6}{zc_seconds / max(steps, 1):>9.3f}{zc_3:>14.1f}{zc_3 / t_opt:>8.2f}")
-    print(f"ZeroCap-style caption of the first event: {zc_text!r} (truth: {long_gt['00000']['sentences'][0]!r})")
+    print(
+        f"{'ZeroTA (3 events in one batch)':<34}{steps:>6}{t_opt / max(steps, 1):>9.3f}{t_opt:>14.1f}{1.0:>8.2f}"
+    )
+    print(
+        f"{'ZeroCap-style (top-512, per token)':<34}{steps:>6}{zc_seconds / max(steps, 1):>9.3f}{zc_3:>14.1f}{zc_3 / t_opt:>8.2f}"
+    )
+    print(
+        f"ZeroCap-style caption of the first event: {zc_text!r} (truth: {long_gt['00000']['sentences'][0]!r})"
+    )
     for name, r in rows.items():
         print(f"\n{name} examples:")
         for vid, evs in r["examples"].items():
-            print(f"  {vid} truth: {[(round(a, 1), round(b, 1), s) for (a, b), s in zip(gt[vid]['timestamps'], gt[vid]['sentences'])]}")
+            print(
+                f"  {vid} truth: {[(round(a, 1), round(b, 1), s) for (a, b), s in zip(gt[vid]['timestamps'], gt[vid]['sentences'])]}"
+            )
             print(f"  {vid} pred:  {evs}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "long_video": {"features_s": t_feat, "optimisation_s": t_opt},
-                                         "zerocap": {"seconds": zc_seconds, "steps": steps}}, indent=2, default=str))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": rows,
+                    "long_video": {"features_s": t_feat, "optimisation_s": t_opt},
+                    "zerocap": {"seconds": zc_seconds, "steps": steps},
+                },
+                indent=2,
+                default=str,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -98,7 +98,9 @@ class Config:
         known = cls.field_names()
         unknown = sorted(set(data) - set(known))
         if unknown:
-            raise ConfigError(f"{where}{cls.__name__}: unknown key {unknown[0]!r}; it takes: {', '.join(known)}")
+            raise ConfigError(
+                f"{where}{cls.__name__}: unknown key {unknown[0]!r}; it takes: {', '.join(known)}"
+            )
         try:
             return cls(**data)
         except ConfigError as err:

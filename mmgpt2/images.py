@@ -66,7 +66,9 @@ def load_image(path: str | os.PathLike | Image.Image, max_pixels: int = MAX_PIXE
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageError(f"{path}: refused as a possible decompression bomb ({err}); downscale it first") from err
+        raise ImageError(
+            f"{path}: refused as a possible decompression bomb ({err}); downscale it first"
+        ) from err
     except UnidentifiedImageError as err:
         raise ImageError(f"{path}: not an image Pillow can read ({path.suffix or 'no extension'})") from err
     except (OSError, SyntaxError, ValueError) as err:

@@ -114,7 +114,10 @@ class FrozenPipeline(nn.Module):
         return self.lm.device
 
     def frozen_fingerprints(self) -> dict[str, str]:
-        return {"encoder_fingerprint": self.encoder.weights_fingerprint(), "lm_fingerprint": self.lm.weights_fingerprint()}
+        return {
+            "encoder_fingerprint": self.encoder.weights_fingerprint(),
+            "lm_fingerprint": self.lm.weights_fingerprint(),
+        }
 
     def config_dict(self) -> dict[str, Any]:
         """Everything ``config.json`` holds: the envelope, then the application's config."""
@@ -169,7 +172,9 @@ class FrozenPipeline(nn.Module):
             raise ModelFolderError(f"{folder / 'config.json'}: 'generation' must be a JSON object")
         encoder = encoder or load_encoder(config["encoder"])
         lm = lm or load_lm(config["lm"])
-        model = target(encoder=encoder, lm=lm, generation=generation, **target.from_app_config(app_config, encoder, lm))
+        model = target(
+            encoder=encoder, lm=lm, generation=generation, **target.from_app_config(app_config, encoder, lm)
+        )
         model._check_fingerprints(folder, config, strict)
         if target.has_weights:
             model.load_trainable_state_dict(load_weights(folder), source=str(folder))
@@ -178,7 +183,9 @@ class FrozenPipeline(nn.Module):
         return model.to(device) if device else model
 
     @classmethod
-    def from_config(cls, name: str | os.PathLike, encoder: Any = None, lm: Any = None, **overrides: Any) -> FrozenPipeline:
+    def from_config(
+        cls, name: str | os.PathLike, encoder: Any = None, lm: Any = None, **overrides: Any
+    ) -> FrozenPipeline:
         """An untrained pipeline built from a named config (`mmgpt2 list-configs`).
 
         `encoder` / `lm` (specs or loaded parts) replace the config's, e.g. to try a paper's
@@ -259,7 +266,9 @@ class PrefixPipeline(FrozenPipeline):
         config = module.config
         check_feature_size(config.input_dim, self.encoder.embed_dim, self.encoder.spec, what)
         if tokens and getattr(config, "token_dim", None) is not None:
-            check_feature_size(config.token_dim, self.encoder.token_dim, self.encoder.spec, f"{what} (patch tokens)")
+            check_feature_size(
+                config.token_dim, self.encoder.token_dim, self.encoder.spec, f"{what} (patch tokens)"
+            )
         if config.lm_dim != self.lm.hidden_size:
             raise ConfigError(
                 f"the {what} writes {config.lm_dim}-d prefixes but LM {self.lm.spec!r} takes {self.lm.hidden_size}-d"

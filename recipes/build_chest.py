@@ -40,7 +40,14 @@ CLIP_CFG = {
     "embed_dim": 64,
     # 64 px in 16 px patches: a 4x4 grid is enough to tell the side and the lobe of a finding, and
     # small enough to train in minutes on a busy 2-core machine.
-    "vision_cfg": {"image_size": 64, "patch_size": 16, "width": 64, "layers": 2, "head_width": 32, "mlp_ratio": 4.0},
+    "vision_cfg": {
+        "image_size": 64,
+        "patch_size": 16,
+        "width": 64,
+        "layers": 2,
+        "head_width": 32,
+        "mlp_ratio": 4.0,
+    },
     "text_cfg": {"context_length": 32, "width": 64, "heads": 2, "layers": 1, "mlp_ratio": 4.0},
 }
 ALL_TRIPLETS = sorted({chest.triplet_line(c) for c in chest.all_cases() if c.kind})
@@ -104,8 +111,18 @@ class ClipBatches:
         return [self.pool[i][0] for i in picks], [self.pool[i][1] for i in picks]
 
 
-def train_explainer(encoder, lm, kg, records, store, out_dir: Path, steps: int, use_kg: bool, seed: int = 0,
-                    open_question_share: float = 0.25):
+def train_explainer(
+    encoder,
+    lm,
+    kg,
+    records,
+    store,
+    out_dir: Path,
+    steps: int,
+    use_kg: bool,
+    seed: int = 0,
+    open_question_share: float = 0.25,
+):
     """Train one explainer on `records`; `open_question_share` of them are asked "what does this
     chest x-ray show?" instead of the diagnosis question, so `explain(diagnosis=None)` is a question
     the explainer has seen (trained on diagnosis questions only, it answered "clear lungs" to an
@@ -115,18 +132,41 @@ def train_explainer(encoder, lm, kg, records, store, out_dir: Path, steps: int, 
 
     torch.manual_seed(seed)
     # lead_eos: chest-gpt2 read every pretraining document after an EOS (see MedicalExplainer.prefix)
-    model = MedicalExplainer.build(encoder, lm, prefix_length=8, num_layers=2, num_heads=4,
-                                   generation={"max_new_tokens": 32}, kg=kg if use_kg else None, lead_eos=True)
+    model = MedicalExplainer.build(
+        encoder,
+        lm,
+        prefix_length=8,
+        num_layers=2,
+        num_heads=4,
+        generation={"max_new_tokens": 32},
+        kg=kg if use_kg else None,
+        lead_eos=True,
+    )
     paths = [r["path"] for r in records]
     pooled = torch.stack([store.pooled(p) for p in paths])
     rng = random.Random(seed)
     diagnoses = [None if rng.random() < open_question_share else r["diagnosis"] for r in records]
-    prompts, _ = model.prompts_for(pooled, diagnoses, use_kg=use_kg, exclude_source=[r["id"] for r in records])
-    items = [{"image": p, "prompt": q, "explanation": r["explanation"]} for p, q, r in zip(paths, prompts, records, strict=True)]
+    prompts, _ = model.prompts_for(
+        pooled, diagnoses, use_kg=use_kg, exclude_source=[r["id"] for r in records]
+    )
+    items = [
+        {"image": p, "prompt": q, "explanation": r["explanation"]}
+        for p, q, r in zip(paths, prompts, records, strict=True)
+    ]
     run_dir = out_dir.with_name(f".{out_dir.name}.run")
-    final = train(model, ExplanationDataset(items, store),
-                  TrainConfig(out_dir=str(run_dir), max_steps=steps, batch_size=16, lr=1e-3, warmup_steps=max(1, steps // 10),
-                              save_every=10**9, seed=seed))
+    final = train(
+        model,
+        ExplanationDataset(items, store),
+        TrainConfig(
+            out_dir=str(run_dir),
+            max_steps=steps,
+            batch_size=16,
+            lr=1e-3,
+            warmup_steps=max(1, steps // 10),
+            save_every=10**9,
+            seed=seed,
+        ),
+    )
     trained = MedicalExplainer.from_pretrained(final, encoder=encoder, lm=lm)
     trained.kg = kg if use_kg else None
     trained.save_pretrained(out_dir)
@@ -139,7 +179,9 @@ def train_explainer(encoder, lm, kg, records, store, out_dir: Path, steps: int, 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build-dir", default="build/chest")
-    ap.add_argument("--quick", action="store_true", help="tiny step counts: a smoke run, not shippable models")
+    ap.add_argument(
+        "--quick", action="store_true", help="tiny step counts: a smoke run, not shippable models"
+    )
     ap.add_argument("--force", action="store_true")
     ap.add_argument("--n-train", type=int, default=1500)
     ap.add_argument("--n-test", type=int, default=300)
@@ -150,11 +192,20 @@ def main() -> None:
     # ~60 tokens back and wrote the most common one instead.
     ap.add_argument("--gpt2-layers", type=int, default=4)
     ap.add_argument("--gpt2-width", type=int, default=128)
-    ap.add_argument("--threads", type=int, default=1, help="torch threads (2-thread kernels crawl on a busy 2-core box)")
-    ap.add_argument("--gpt2-prefix-slot", type=int, default=8,
-                    help="soft vectors after the EOS in pretraining (the explainer's prefix length; 0: none)")
-    ap.add_argument("--only", choices=["gpt2", "clip", "data", "kg", "nokg", "unseen"],
-                    help="run one stage: gpt2 and clip can run in parallel, then data, then kg, nokg and unseen in parallel")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch threads (2-thread kernels crawl on a busy 2-core box)"
+    )
+    ap.add_argument(
+        "--gpt2-prefix-slot",
+        type=int,
+        default=8,
+        help="soft vectors after the EOS in pretraining (the explainer's prefix length; 0: none)",
+    )
+    ap.add_argument(
+        "--only",
+        choices=["gpt2", "clip", "data", "kg", "nokg", "unseen"],
+        help="run one stage: gpt2 and clip can run in parallel, then data, then kg, nokg and unseen in parallel",
+    )
     args = ap.parse_args()
     torch.set_num_threads(max(1, args.threads))
     q = args.quick
@@ -179,15 +230,39 @@ def main() -> None:
     stage("tokenizer", tok, lambda: train_tokenizer(texts, vocab_size=700, out_dir=tok))
     gpt2_dir = models_dir() / "chest-gpt2"
     if args.only != "clip":
-        stage("chest-gpt2", gpt2_dir, lambda: train_tiny_gpt2(texts, tok, gpt2_dir, n_layer=args.gpt2_layers, n_embd=args.gpt2_width, n_head=4,
-                                                             n_positions=160, steps=20 if q else args.gpt2_steps, batch_size=16 if q else 32,
-                                                             pairs=report_explanation_pairs(300 if q else 4000, seed=3),
-                                                             prefix_slot=args.gpt2_prefix_slot))
+        stage(
+            "chest-gpt2",
+            gpt2_dir,
+            lambda: train_tiny_gpt2(
+                texts,
+                tok,
+                gpt2_dir,
+                n_layer=args.gpt2_layers,
+                n_embd=args.gpt2_width,
+                n_head=4,
+                n_positions=160,
+                steps=20 if q else args.gpt2_steps,
+                batch_size=16 if q else 32,
+                pairs=report_explanation_pairs(300 if q else 4000, seed=3),
+                prefix_slot=args.gpt2_prefix_slot,
+            ),
+        )
     if args.only == "gpt2":
         return
     clip_dir = models_dir() / "chest-clip"
-    stage("chest-clip", clip_dir, lambda: train_tiny_clip(ClipBatches(300 if q else 4000), tok, clip_dir, model_cfg=CLIP_CFG,
-                                                         steps=20 if q else args.clip_steps, batch_size=32 if q else 64, lr=2e-3))
+    stage(
+        "chest-clip",
+        clip_dir,
+        lambda: train_tiny_clip(
+            ClipBatches(300 if q else 4000),
+            tok,
+            clip_dir,
+            model_cfg=CLIP_CFG,
+            steps=20 if q else args.clip_steps,
+            batch_size=32 if q else 64,
+            lr=2e-3,
+        ),
+    )
     if args.only == "clip":
         return
 
@@ -201,29 +276,50 @@ def main() -> None:
     splits = {}
     for split, n, seed in (("train", n_train, 1), ("test", n_test, 2)):
         folder = build / split
-        stage(f"{split} data", folder / "records.jsonl", lambda f=folder, n=n, s=seed: chest.make_records(n, s, f))
+        stage(
+            f"{split} data",
+            folder / "records.jsonl",
+            lambda f=folder, n=n, s=seed: chest.make_records(n, s, f),
+        )
         recs = [json.loads(x) for x in (folder / "records.jsonl").read_text().splitlines()]
         for r in recs:
             r["path"] = str(folder / r["image"])
         splits[split] = recs
     feats = build / f"features-{encoder.weights_fingerprint()}"  # a retrained chest-clip keeps its spec
-    stage("features", feats / "index.json",
-          lambda: extract_features([r["path"] for s in splits.values() for r in s], encoder, feats, tokens=True))
+    stage(
+        "features",
+        feats / "index.json",
+        lambda: extract_features(
+            [r["path"] for s in splits.values() for r in s], encoder, feats, tokens=True
+        ),
+    )
     from mmgpt2.data import FeatureStore
 
     store = FeatureStore(feats)
     # The graph holds triplets extracted from the training reports only: never test reports, never images.
-    kg = KnowledgeGraph.from_reports([(r["id"], r["report"]) for r in splits["train"]], encoder, extractor=PatternExtractor())
+    kg = KnowledgeGraph.from_reports(
+        [(r["id"], r["report"]) for r in splits["train"]], encoder, extractor=PatternExtractor()
+    )
     print(f"knowledge graph: {kg}")
     steps = 30 if q else args.explainer_steps
     if args.only == "data":
         return
     if args.only in (None, "kg"):
-        stage("chest-tiny", models_dir() / "chest-tiny",
-              lambda: train_explainer(encoder, lm, kg, splits["train"], store, models_dir() / "chest-tiny", steps, use_kg=True))
+        stage(
+            "chest-tiny",
+            models_dir() / "chest-tiny",
+            lambda: train_explainer(
+                encoder, lm, kg, splits["train"], store, models_dir() / "chest-tiny", steps, use_kg=True
+            ),
+        )
     if args.only in (None, "nokg"):
-        stage("chest-tiny-nokg", build / "chest-tiny-nokg",
-              lambda: train_explainer(encoder, lm, kg, splits["train"], store, build / "chest-tiny-nokg", steps, use_kg=False))
+        stage(
+            "chest-tiny-nokg",
+            build / "chest-tiny-nokg",
+            lambda: train_explainer(
+                encoder, lm, kg, splits["train"], store, build / "chest-tiny-nokg", steps, use_kg=False
+            ),
+        )
     if args.only in (None, "unseen"):
         # Med-XPT's task as MIMIC-NLE poses it: the suspected diagnosis is always given. Mixing in
         # open questions makes the projector encode the finding kind itself, and for kinds it never
@@ -231,12 +327,22 @@ def main() -> None:
         seen = [r for r in splits["train"] if r["case"]["kind"] not in chest.UNSEEN_KINDS]
         for use_kg in (True, False):
             out = build / f"unseen-{'kg' if use_kg else 'nokg'}"
-            stage(out.name, out, lambda o=out, u=use_kg: train_explainer(encoder, lm, kg, seen, store, o, steps, use_kg=u,
-                                                                         open_question_share=0.0))
+            stage(
+                out.name,
+                out,
+                lambda o=out, u=use_kg: train_explainer(
+                    encoder, lm, kg, seen, store, o, steps, use_kg=u, open_question_share=0.0
+                ),
+            )
     if args.only:
         return
     sizes = {n: folder_size_mb(models_dir() / n) for n in ("chest-clip", "chest-gpt2", "chest-tiny")}
-    print("asset sizes (MB):", {k: round(v, 2) for k, v in sizes.items()}, "total", round(sum(sizes.values()), 2))
+    print(
+        "asset sizes (MB):",
+        {k: round(v, 2) for k, v in sizes.items()},
+        "total",
+        round(sum(sizes.values()), 2),
+    )
     print("stage times (s):", {k: round(v) for k, v in times.items()}, f"total {time.time() - t0:.0f}s")
 
 

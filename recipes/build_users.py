@@ -41,8 +41,14 @@ ENCODER = "embedded:shapes-clip"
 LM = "embedded:users-gpt2"
 #: Settings shared with the benchmark's baseline (same data, same steps, same batch, same lr).
 TRAIN = {"max_steps": 1200, "batch_size": 32, "lr": 1e-3, "warmup_steps": 100, "seed": 0}
-MODEL = {"prefix_length": 6, "hidden_dim": 128, "num_layers": 2, "num_heads": 4,
-         "fusion": {"num_layers": 1, "num_heads": 4, "max_context_tokens": 160}, "context_dropout": 0.1}
+MODEL = {
+    "prefix_length": 6,
+    "hidden_dim": 128,
+    "num_layers": 2,
+    "num_heads": 4,
+    "fusion": {"num_layers": 1, "num_heads": 4, "max_context_tokens": 160},
+    "context_dropout": 0.1,
+}
 GENERATION = {"max_new_tokens": 24}
 N_POSTS, N_HISTORY, N_TEST, SEED = 120, 120, 60, 0
 
@@ -63,8 +69,20 @@ def build_lm(build_dir: Path, force: bool, quick: bool) -> None:
         return
     train_tokenizer(texts, vocab_size=400, out_dir=tok_dir)
     pairs = users.keyword_pairs(3000 if quick else 20000, seed=SEED + 2)
-    train_tiny_gpt2(texts, tok_dir, out, n_layer=2 if quick else 3, n_embd=128, n_head=4,
-                    steps=30 if quick else 2000, batch_size=48, n_positions=64, seed=SEED, pairs=pairs, pair_share=0.7)
+    train_tiny_gpt2(
+        texts,
+        tok_dir,
+        out,
+        n_layer=2 if quick else 3,
+        n_embd=128,
+        n_head=4,
+        steps=30 if quick else 2000,
+        batch_size=48,
+        n_positions=64,
+        seed=SEED,
+        pairs=pairs,
+        pair_share=0.7,
+    )
 
 
 def prepare(build_dir: Path, quick: bool = False) -> dict:
@@ -82,8 +100,11 @@ def prepare(build_dir: Path, quick: bool = False) -> dict:
             atomic_write(path, lambda p: render(scene).save(p, format="PNG"))
         return str(path)
 
-    train = [UserPost(u, save(s, f"{u}_{i:04d}.png"), c, f"{u}_{i}")
-             for u in users.TRAIN_USERS for i, (s, c) in enumerate(users.posts(u, n_posts, seed=SEED))]
+    train = [
+        UserPost(u, save(s, f"{u}_{i:04d}.png"), c, f"{u}_{i}")
+        for u in users.TRAIN_USERS
+        for i, (s, c) in enumerate(users.posts(u, n_posts, seed=SEED))
+    ]
     histories = {u: [c for _, c in users.posts(u, N_HISTORY, seed=SEED)] for u in users.HELD_OUT_USERS}
     import random
 
@@ -91,15 +112,30 @@ def prepare(build_dir: Path, quick: bool = False) -> dict:
     test = []
     for i in range(n_test):
         scene = users.make_scene(rng, n_objects=1)
-        test.append({"image": save(scene, f"test_{i:04d}.png"), "scene": scene,
-                     "refs": {u: users.caption_as(u, scene) for u in users.USERS}})
+        test.append(
+            {
+                "image": save(scene, f"test_{i:04d}.png"),
+                "scene": scene,
+                "refs": {u: users.caption_as(u, scene) for u in users.USERS},
+            }
+        )
     encoder = load_encoder(ENCODER)
     # Keyed by the weights: a rebuilt shapes-clip keeps its spec but must not reuse old features.
-    store = extract_features([p.image for p in train] + [t["image"] for t in test], encoder,
-                             build_dir / f"features-{encoder.weights_fingerprint()}", tokens=True)
+    store = extract_features(
+        [p.image for p in train] + [t["image"] for t in test],
+        encoder,
+        build_dir / f"features-{encoder.weights_fingerprint()}",
+        tokens=True,
+    )
     user_store = UserStore.build({u: [p.caption for p in train if p.user == u] for u in users.TRAIN_USERS})
-    return {"train": train, "histories": histories, "test": test, "features": store, "users": user_store,
-            "encoder": encoder}
+    return {
+        "train": train,
+        "histories": histories,
+        "test": test,
+        "features": store,
+        "users": user_store,
+        "encoder": encoder,
+    }
 
 
 def train_personalized(data: dict, out_dir: Path, quick: bool = False):
@@ -112,12 +148,29 @@ def train_personalized(data: dict, out_dir: Path, quick: bool = False):
     dataset = PersonalizedFeatureDataset(data["train"], contexts, data["features"], use_tokens=True)
     cfg = {k: v for k, v in MODEL.items() if k not in ("fusion", "context_dropout")}
     torch.manual_seed(TRAIN["seed"])
-    model = PersonalizedCaptioner.build(data["encoder"], load_lm(LM), data["users"], fusion=MODEL["fusion"],
-                                        context_dropout=MODEL["context_dropout"], generation=GENERATION, **cfg)
+    model = PersonalizedCaptioner.build(
+        data["encoder"],
+        load_lm(LM),
+        data["users"],
+        fusion=MODEL["fusion"],
+        context_dropout=MODEL["context_dropout"],
+        generation=GENERATION,
+        **cfg,
+    )
     steps = 20 if quick else TRAIN["max_steps"]
-    final = train(model, dataset, TrainConfig(out_dir=str(out_dir), max_steps=steps, batch_size=TRAIN["batch_size"],
-                                              lr=TRAIN["lr"], warmup_steps=TRAIN["warmup_steps"], seed=TRAIN["seed"],
-                                              save_every=10**9))
+    final = train(
+        model,
+        dataset,
+        TrainConfig(
+            out_dir=str(out_dir),
+            max_steps=steps,
+            batch_size=TRAIN["batch_size"],
+            lr=TRAIN["lr"],
+            warmup_steps=TRAIN["warmup_steps"],
+            seed=TRAIN["seed"],
+            save_every=10**9,
+        ),
+    )
     return model.eval(), final
 
 
@@ -136,14 +189,19 @@ def save_fp16(model, dest: Path, build_dir: Path) -> None:
 def write_examples(histories: dict[str, list[str]]) -> None:
     folder = assets_dir() / "examples" / "users"
     for user, history in histories.items():
-        atomic_write(folder / f"{user}.txt", lambda p, h=history: p.write_text("\n".join(h[:40]) + "\n", encoding="utf-8"))
+        atomic_write(
+            folder / f"{user}.txt",
+            lambda p, h=history: p.write_text("\n".join(h[:40]) + "\n", encoding="utf-8"),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--build-dir", default="build/users")
     parser.add_argument("--force", action="store_true", help="rebuild even what exists")
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run into build/users-quick (not shipped)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny smoke run into build/users-quick (not shipped)"
+    )
     args = parser.parse_args(argv)
     if args.quick:  # a smoke run must never overwrite the shipped models
         os.environ["MMGPT2_ASSETS"] = str(Path("build/users-quick/assets").resolve())

@@ -71,7 +71,13 @@ MAPPERS = {
         "num_heads": 4,
     },
     # Reads the 16 patch tokens, not only the pooled vector (opt-in: `--mappers query_guided`).
-    "query_guided": {"type": "query_guided", "prefix_length": 8, "hidden_dim": 128, "num_layers": 2, "num_heads": 4},
+    "query_guided": {
+        "type": "query_guided",
+        "prefix_length": 8,
+        "hidden_dim": 128,
+        "num_layers": 2,
+        "num_heads": 4,
+    },
 }
 
 
@@ -183,9 +189,14 @@ def copy_accuracy(n: int, n_objects: int) -> float:
         else:
             context = rng.choice(shapes.captions(scene))
         ids = torch.tensor([[lm.eos_token_id, *lm.tokenizer.encode(context), lm.eos_token_id]])
-        out = lm.model.generate(ids, max_new_tokens=24, do_sample=False, eos_token_id=lm.eos_token_id,
-                                pad_token_id=lm.eos_token_id)
-        text = lm.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        out = lm.model.generate(
+            ids,
+            max_new_tokens=24,
+            do_sample=False,
+            eos_token_id=lm.eos_token_id,
+            pad_token_id=lm.eos_token_id,
+        )
+        text = lm.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
         good += shapes.attribute_accuracy(text, scene)
     return good / n
 
@@ -232,7 +243,9 @@ def stage_captioner(models: Path, work: Path, cfg: dict, seed: int) -> None:
     base = PrefixCaptioner.build("embedded:shapes-clip", "embedded:shapes-gpt2", mapper="mlp")
     # Keyed by the weights: a retrained shapes-clip must not reuse the old features.
     feature_dir = work / f"features-{base.encoder.weights_fingerprint()}"
-    store = extract_features([r.image for r in records], base.encoder, feature_dir, tokens=True, progress=True)
+    store = extract_features(
+        [r.image for r in records], base.encoder, feature_dir, tokens=True, progress=True
+    )
     results = {}
     for name in cfg["mappers"]:
         mapper_cfg = MAPPERS[name]
@@ -302,7 +315,9 @@ def ship(models: Path, work: Path, results: dict[str, tuple[Path, dict[str, floa
         target = models / ("shapes-tiny" if name == best else f"shapes-tiny-{name}")
         copy_folder_atomic(Path(entry["folder"]), target)
     for stale in models.glob("shapes-tiny-*"):
-        if stale.name != "shapes-tiny" and stale.name.removeprefix("shapes-tiny-") not in set(ledger) - {best}:
+        if stale.name != "shapes-tiny" and stale.name.removeprefix("shapes-tiny-") not in set(ledger) - {
+            best
+        }:
             shutil.rmtree(stale)
     selection = {name: entry["score"] for name, entry in ledger.items()} | {"shipped": best}
     atomic_write_json(models / "shapes-tiny" / "selection.json", selection)
@@ -361,11 +376,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--sequential", action="store_true", help="train the CLIP and the LM one after the other (default: side by side)"
+        "--sequential",
+        action="store_true",
+        help="train the CLIP and the LM one after the other (default: side by side)",
     )
     parser.add_argument(
-        "--mappers", nargs="+", choices=list(MAPPERS), default=None,
-        help=f"captioner mappers to train (default: {' '.join(DEFAULT_MAPPERS)}; each adds 8-15 min)"
+        "--mappers",
+        nargs="+",
+        choices=list(MAPPERS),
+        default=None,
+        help=f"captioner mappers to train (default: {' '.join(DEFAULT_MAPPERS)}; each adds 8-15 min)",
     )
     args = parser.parse_args(argv)
 
@@ -390,8 +410,10 @@ def main(argv: list[str] | None = None) -> int:
             # Independent once the tokenizer exists: one process each, one core each.
             tokenizer_dir(work, cfg)
             log("stages clip and lm, side by side")
-            run_side_by_side([(stage_clip, (models, work, cfg, args.seed)), (stage_lm, (models, work, cfg, args.seed))],
-                             threads=max(1, args.threads))
+            run_side_by_side(
+                [(stage_clip, (models, work, cfg, args.seed)), (stage_lm, (models, work, cfg, args.seed))],
+                threads=max(1, args.threads),
+            )
             todo = [s for s in todo if s not in ("clip", "lm")]
         for stage in todo:
             log(f"stage {stage}")

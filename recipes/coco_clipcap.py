@@ -27,7 +27,9 @@ LM = "gpt2"
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--karpathy", required=True, help="path of dataset_coco.json")
     p.add_argument("--images", required=True, help="COCO root holding train2014/ and val2014/")
     p.add_argument("--out", required=True)
@@ -59,12 +61,34 @@ def main(argv: list[str] | None = None) -> None:
     test_records = read_coco_karpathy(args.karpathy, args.images, "test")
     encoder = load_encoder(args.encoder, device=str(state.device))
     with state.main_process_first():  # rank 0 encodes; the others then read its cache
-        store = extract_features([r.image for r in train_records + test_records], encoder, out / "features", progress=state.is_main_process)
+        store = extract_features(
+            [r.image for r in train_records + test_records],
+            encoder,
+            out / "features",
+            progress=state.is_main_process,
+        )
 
-    model = PrefixCaptioner.build(encoder, args.lm, mapper="transformer", prefix_length=10, clip_length=10, num_layers=8, num_heads=8,
-                                  generation={"max_new_tokens": 30, "num_beams": args.num_beams})
-    config = TrainConfig(out_dir=str(out), epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-                         warmup_steps=args.warmup_steps, save_every=args.save_every, mixed_precision=args.mixed_precision, resume=args.resume)
+    model = PrefixCaptioner.build(
+        encoder,
+        args.lm,
+        mapper="transformer",
+        prefix_length=10,
+        clip_length=10,
+        num_layers=8,
+        num_heads=8,
+        generation={"max_new_tokens": 30, "num_beams": args.num_beams},
+    )
+    config = TrainConfig(
+        out_dir=str(out),
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        save_every=args.save_every,
+        mixed_precision=args.mixed_precision,
+        resume=args.resume,
+    )
     final = train(model, FeatureCaptionDataset(train_records, store), config)
     if not state.is_main_process:
         return

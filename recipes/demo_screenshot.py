@@ -15,12 +15,20 @@ from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
-def take(out: str | os.PathLike, image: str | os.PathLike, width: int = 1100, height: int = 620) -> tuple[Path, str]:
+def take(
+    out: str | os.PathLike, image: str | os.PathLike, width: int = 1100, height: int = 620
+) -> tuple[Path, str]:
     """Caption `image` in the demo and save the page as a small PNG; returns ``(path, caption)``."""
     from PIL import Image
     from playwright.sync_api import sync_playwright
@@ -40,7 +48,9 @@ def take(out: str | os.PathLike, image: str | os.PathLike, width: int = 1100, he
             page.goto(url)
             page.locator("#caption-image input[type=file]").set_input_files(str(image))
             page.click("#caption-button")
-            page.wait_for_function("() => document.querySelector('#caption-output textarea').value.length > 0")
+            page.wait_for_function(
+                "() => document.querySelector('#caption-output textarea').value.length > 0"
+            )
             caption = page.locator("#caption-output textarea").input_value()
             page.evaluate("() => window.scrollTo(0, 0)")  # the upload scrolls the page
             page.wait_for_timeout(300)

@@ -40,7 +40,14 @@ def mimic_examples(args, split: str) -> list[dict]:
         if not images:
             missing += 1
             continue
-        out.append({"image": str(images[0]), "study": rec.study_id, "diagnosis": rec.diagnosis_text, "explanation": rec.explanation})
+        out.append(
+            {
+                "image": str(images[0]),
+                "study": rec.study_id,
+                "diagnosis": rec.diagnosis_text,
+                "explanation": rec.explanation,
+            }
+        )
     print(f"{split}: {len(out)} examples ({missing} without a frontal image under {args.images})")
     return out
 
@@ -50,7 +57,15 @@ def world_examples(out_dir: Path, split: str, n: int, seed: int) -> tuple[list[d
 
     folder = out_dir / "world" / split
     recs = chest.make_records(n, seed, folder)
-    ex = [{"image": str(folder / r["image"]), "study": r["id"], "diagnosis": r["diagnosis"], "explanation": r["explanation"]} for r in recs]
+    ex = [
+        {
+            "image": str(folder / r["image"]),
+            "study": r["id"],
+            "diagnosis": r["diagnosis"],
+            "explanation": r["explanation"],
+        }
+        for r in recs
+    ]
     return ex, {r["id"]: r["report"] for r in recs}
 
 
@@ -63,7 +78,9 @@ def build_kg(args, encoder, train: list[dict], reports: dict[str, str] | None):
         return KnowledgeGraph.from_triplets(rows, encoder)
     if reports is None:
         if not args.reports:
-            raise SystemExit("give --reports (JSON lines {id, report}) or --triplets to build the knowledge graph")
+            raise SystemExit(
+                "give --reports (JSON lines {id, report}) or --triplets to build the knowledge graph"
+            )
         reports = {}
         for line in Path(args.reports).read_text(encoding="utf-8").splitlines():
             if line.strip():
@@ -78,7 +95,9 @@ def main() -> None:
     ap.add_argument("--world", action="store_true", help="smoke run on the embedded chest world")
     ap.add_argument("--mimic-nle"), ap.add_argument("--images"), ap.add_argument("--metadata")
     ap.add_argument("--reports"), ap.add_argument("--triplets")
-    ap.add_argument("--encoder", default="open_clip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224")
+    ap.add_argument(
+        "--encoder", default="open_clip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
+    )
     ap.add_argument("--lm", default="gpt2")
     ap.add_argument("--out", required=True)
     ap.add_argument("--epochs", type=int, default=10)
@@ -106,25 +125,53 @@ def main() -> None:
     else:
         missing = [f for f in ("mimic_nle", "images") if not getattr(args, f)]
         if missing:
-            raise SystemExit(f"give --{' --'.join(m.replace('_', '-') for m in missing)} (or --world for the smoke run)")
+            raise SystemExit(
+                f"give --{' --'.join(m.replace('_', '-') for m in missing)} (or --world for the smoke run)"
+            )
         train_ex, test_ex = mimic_examples(args, "train"), mimic_examples(args, "test")
 
     # lead_eos: GPT-2 read its documents after <|endoftext|>, and so did the embedded chest-gpt2.
-    model = MedicalExplainer.build(args.encoder, args.lm, prefix_length=args.prefix_length, num_layers=args.layers,
-                                   num_heads=8 if not args.world else 4, generation={"max_new_tokens": 40}, lead_eos=True)
-    store = extract_features([e["image"] for e in train_ex + test_ex], model.encoder, out / "features", tokens=True)
+    model = MedicalExplainer.build(
+        args.encoder,
+        args.lm,
+        prefix_length=args.prefix_length,
+        num_layers=args.layers,
+        num_heads=8 if not args.world else 4,
+        generation={"max_new_tokens": 40},
+        lead_eos=True,
+    )
+    store = extract_features(
+        [e["image"] for e in train_ex + test_ex], model.encoder, out / "features", tokens=True
+    )
     store = FeatureStore(out / "features")
     train_ex = [e for e in train_ex if e["image"] in store]
     if not args.no_kg:
         model.kg = build_kg(args, model.encoder, train_ex, reports)
         print(f"knowledge graph: {model.kg}")
     pooled = torch.stack([store.pooled(e["image"]) for e in train_ex])
-    prompts, _ = model.prompts_for(pooled, [e["diagnosis"] for e in train_ex], use_kg=not args.no_kg,
-                                   exclude_source=[e["study"] for e in train_ex])
-    items = [{"image": e["image"], "prompt": p, "explanation": e["explanation"]} for e, p in zip(train_ex, prompts, strict=True)]
-    final = train(model, ExplanationDataset(items, store),
-                  TrainConfig(out_dir=str(out / "run"), epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-                              lr=args.lr, warmup_steps=min(500, (args.max_steps or 5000) // 10), resume=args.resume))
+    prompts, _ = model.prompts_for(
+        pooled,
+        [e["diagnosis"] for e in train_ex],
+        use_kg=not args.no_kg,
+        exclude_source=[e["study"] for e in train_ex],
+    )
+    items = [
+        {"image": e["image"], "prompt": p, "explanation": e["explanation"]}
+        for e, p in zip(train_ex, prompts, strict=True)
+    ]
+    final = train(
+        model,
+        ExplanationDataset(items, store),
+        TrainConfig(
+            out_dir=str(out / "run"),
+            epochs=args.epochs,
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup_steps=min(500, (args.max_steps or 5000) // 10),
+            resume=args.resume,
+        ),
+    )
     trained = MedicalExplainer.from_pretrained(final, encoder=model.encoder, lm=model.lm)
     trained.kg = model.kg
     trained.save_pretrained(out / "model")
@@ -134,15 +181,24 @@ def main() -> None:
     tokens = torch.stack([store.tokens(e["image"]) for e in test_ex])
     preds = []
     for i in range(0, len(test_ex), 32):
-        preds += trained.explain_features(pooled[i : i + 32], tokens[i : i + 32], [e["diagnosis"] for e in test_ex[i : i + 32]],
-                                          use_kg=not args.no_kg)
-    rows = [{**e, "prediction": p["explanation"], "triplets": p["triplets"]} for e, p in zip(test_ex, preds, strict=True)]
+        preds += trained.explain_features(
+            pooled[i : i + 32],
+            tokens[i : i + 32],
+            [e["diagnosis"] for e in test_ex[i : i + 32]],
+            use_kg=not args.no_kg,
+        )
+    rows = [
+        {**e, "prediction": p["explanation"], "triplets": p["triplets"]}
+        for e, p in zip(test_ex, preds, strict=True)
+    ]
     (out / "test_predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     try:
         from mmgpt2.eval.captions import score_captions
 
-        scores = score_captions({str(i): r["prediction"] for i, r in enumerate(rows)},
-                                {str(i): [r["explanation"]] for i, r in enumerate(rows)})
+        scores = score_captions(
+            {str(i): r["prediction"] for i, r in enumerate(rows)},
+            {str(i): [r["explanation"]] for i, r in enumerate(rows)},
+        )
         print(json.dumps(scores, indent=2))
     except ImportError as err:
         print(f"scores skipped ({err}); predictions are in {out / 'test_predictions.jsonl'}")

@@ -19,10 +19,16 @@ from mmgpt2.apps.personalized.store import UserStore
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, help="folder of the post images")
-    parser.add_argument("--image-pattern", default="{post}.jpg", help="image file name from {user} and {post}")
-    parser.add_argument("--encoder", default="open_clip:ViT-B-32/openai", help="frozen encoder spec (real weights)")
+    parser.add_argument(
+        "--image-pattern", default="{post}.jpg", help="image file name from {user} and {post}"
+    )
+    parser.add_argument(
+        "--encoder", default="open_clip:ViT-B-32/openai", help="frozen encoder spec (real weights)"
+    )
     parser.add_argument("--lm", default="gpt2", help="frozen LM spec (e.g. gpt2, hf:gpt2-medium)")
-    parser.add_argument("--out", required=True, help="run folder (features, checkpoints, final model, scores)")
+    parser.add_argument(
+        "--out", required=True, help="run folder (features, checkpoints, final model, scores)"
+    )
     parser.add_argument("--top-n", type=int, default=100, help="context words per user (Attend2u: 100)")
     parser.add_argument("--prefix-length", type=int, default=10)
     parser.add_argument("--hidden-dim", type=int, default=768)
@@ -33,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=2e-4)  # the mapper alone trains, so above ClipCap's 2e-5
     parser.add_argument("--warmup-steps", type=int, default=2000)
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
-    parser.add_argument("--max-eval", type=int, default=5000, help="test posts per split to caption and score")
+    parser.add_argument(
+        "--max-eval", type=int, default=5000, help="test posts per split to caption and score"
+    )
     parser.add_argument("--device", default=None)
 
 
@@ -60,13 +68,31 @@ def run(splits: dict[str, list[UserPost]], args: argparse.Namespace) -> dict:
     all_images = [p.image for posts in splits.values() for p in posts]
     features = extract_features(all_images, encoder, out / "features", tokens=True)
 
-    dataset = PersonalizedFeatureDataset(train_posts, leave_one_out_contexts(train_posts, store.model), features)
-    model = PersonalizedCaptioner.build(encoder, lm, store, prefix_length=args.prefix_length,
-                                        hidden_dim=args.hidden_dim, num_layers=args.layers,
-                                        num_heads=max(1, args.hidden_dim // 64))
-    final = train(model, dataset, TrainConfig(out_dir=str(out), epochs=args.epochs, max_steps=args.max_steps,
-                                              batch_size=args.batch_size, lr=args.lr,
-                                              warmup_steps=args.warmup_steps, resume=args.resume))
+    dataset = PersonalizedFeatureDataset(
+        train_posts, leave_one_out_contexts(train_posts, store.model), features
+    )
+    model = PersonalizedCaptioner.build(
+        encoder,
+        lm,
+        store,
+        prefix_length=args.prefix_length,
+        hidden_dim=args.hidden_dim,
+        num_layers=args.layers,
+        num_heads=max(1, args.hidden_dim // 64),
+    )
+    final = train(
+        model,
+        dataset,
+        TrainConfig(
+            out_dir=str(out),
+            epochs=args.epochs,
+            max_steps=args.max_steps,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            warmup_steps=args.warmup_steps,
+            resume=args.resume,
+        ),
+    )
     model.eval()
     scores = {}
     for split in ("test1", "test2"):
@@ -82,7 +108,9 @@ def run(splits: dict[str, list[UserPost]], args: argparse.Namespace) -> dict:
             chunk = posts[i : i + 64]
             pooled = torch.stack([features.pooled(p.image) for p in chunk]).float()
             tokens = torch.stack([features.tokens(p.image) for p in chunk]).float()
-            for p, c in zip(chunk, model.caption_features(pooled, tokens, contexts[i : i + 64], num_beams=3), strict=True):
+            for p, c in zip(
+                chunk, model.caption_features(pooled, tokens, contexts[i : i + 64], num_beams=3), strict=True
+            ):
                 preds[p.id] = c
         scores[split] = score_captions(preds, {p.id: [p.caption] for p in posts})
         (out / f"predictions-{split}.json").write_text(json.dumps(preds, ensure_ascii=False, indent=1))

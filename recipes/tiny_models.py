@@ -236,7 +236,9 @@ def train_tiny_gpt2(
     bar = _progress(steps, "tiny GPT-2")
     for _ in range(steps):
         batch = [
-            paired[rng.randrange(len(paired))] if paired and rng.random() < pair_share else seqs[rng.randrange(len(seqs))]
+            paired[rng.randrange(len(paired))]
+            if paired and rng.random() < pair_share
+            else seqs[rng.randrange(len(seqs))]
             for _ in range(batch_size)
         ]
         if prefix_slot:  # 0 to prefix_slot soft vectors after the leading EOS (placeholders until embedded)

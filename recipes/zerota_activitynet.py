@@ -34,7 +34,9 @@ def find_videos(folder: Path, ids: list[str]) -> tuple[list[Path], list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--videos", required=True, type=Path, help="folder of ActivityNet video files")
     parser.add_argument("--gt", required=True, action="append", help="ground-truth JSON (repeatable)")
     parser.add_argument("--out", required=True, type=Path)
@@ -42,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lm", default="hf:gpt2-medium")
     parser.add_argument("--events", type=int, default=3)
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--fps", type=float, default=1.0, help="frames sampled per second (at most --max-frames)")
+    parser.add_argument(
+        "--fps", type=float, default=1.0, help="frames sampled per second (at most --max-frames)"
+    )
     parser.add_argument("--max-frames", type=int, default=128)
     parser.add_argument("--limit", type=int, default=None, help="only the first N ground-truth videos")
     parser.add_argument("--device", default=None, help="default: this process's accelerator, else cpu")

@@ -20,7 +20,9 @@ class TinyRandomEncoder(VisionEncoder):
         self.embed_dim, self.token_dim = embed_dim, token_dim
         self.conv = torch.nn.Conv2d(3, token_dim, 8, stride=8)
         self.proj = torch.nn.Linear(token_dim, embed_dim)
-        self.preprocess = lambda im: torch.from_numpy(__import__("numpy").asarray(im.convert("RGB").resize((32, 32)), dtype="float32") / 255).permute(2, 0, 1)
+        self.preprocess = lambda im: torch.from_numpy(
+            __import__("numpy").asarray(im.convert("RGB").resize((32, 32)), dtype="float32") / 255
+        ).permute(2, 0, 1)
         self.freeze()
 
     def _encode_image(self, pixels):
@@ -35,7 +37,16 @@ def make_tiny_lm(seed: int = 0) -> FrozenLM:
 
     tok = byte_level_tokenizer()
     torch.manual_seed(seed)
-    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, n_positions=64, initializer_range=0.3, vocab_size=len(tok), eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id)
+    cfg = GPT2Config(
+        n_layer=2,
+        n_embd=32,
+        n_head=2,
+        n_positions=64,
+        initializer_range=0.3,
+        vocab_size=len(tok),
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+    )
     return FrozenLM(GPT2LMHeadModel(cfg), tok, spec="test:tiny-gpt2")
 
 

@@ -49,13 +49,17 @@ def test_checkpoint_of_another_mapper_type_fails_with_the_tensor_names(tmp_path)
     tiny_captioner("transformer").save_pretrained(tmp_path / "transformer")
     (tmp_path / "mlp" / "model.safetensors").replace(tmp_path / "transformer" / "model.safetensors")
     with pytest.raises(ValueError, match=r"weights do not fit the model: missing mapper\.prefix_const"):
-        PrefixCaptioner.from_pretrained(tmp_path / "transformer", encoder=TinyRandomEncoder(), lm=make_tiny_lm())
+        PrefixCaptioner.from_pretrained(
+            tmp_path / "transformer", encoder=TinyRandomEncoder(), lm=make_tiny_lm()
+        )
 
 
 def test_unknown_mapper_fields_are_named(tmp_path):
     tiny_captioner("mlp").save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "mapper": {**config["mapper"], "type": "transformer"}}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({**config, "mapper": {**config["mapper"], "type": "transformer"}})
+    )
     with pytest.raises(ValueError, match=r"type 'transformer' has unknown fields \['hidden_dim'\]"):
         PrefixCaptioner.from_pretrained(tmp_path, encoder=TinyRandomEncoder(), lm=make_tiny_lm())
 
@@ -99,7 +103,9 @@ def test_vit_b_32_features_line_up_with_the_124m_gpt2():
     encoder = load_encoder("open_clip:ViT-B-32")  # real architecture, random weights
     lm = load_lm("random:gpt2")
     assert sum(p.numel() for p in lm.parameters()) > 120e6
-    cap = PrefixCaptioner.build(encoder, lm, mapper="transformer", prefix_length=10, clip_length=10, num_layers=8)
+    cap = PrefixCaptioner.build(
+        encoder, lm, mapper="transformer", prefix_length=10, clip_length=10, num_layers=8
+    )
     pooled, tokens = cap.encode_images([Image.new("RGB", (300, 200)), Image.new("L", (50, 80))])
     assert pooled.shape == (2, 512) and tokens.shape == (2, 49, 768)
     prefix = cap.prefix(pooled)

@@ -23,10 +23,17 @@ def write_images(folder, n):
 
 def test_jsonl_merges_captions_of_one_image_and_resolves_paths(tmp_path):
     write_images(tmp_path, 2)
-    lines = [{"image": "im0.png", "caption": "a"}, {"image": "im0.png", "caption": "b"}, {"image": "im1.png", "captions": ["c", "d"]}]
+    lines = [
+        {"image": "im0.png", "caption": "a"},
+        {"image": "im0.png", "caption": "b"},
+        {"image": "im1.png", "captions": ["c", "d"]},
+    ]
     (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
     records = read_jsonl(tmp_path / "c.jsonl")
-    assert [(r.image, r.captions) for r in records] == [(str(tmp_path / "im0.png"), ["a", "b"]), (str(tmp_path / "im1.png"), ["c", "d"])]
+    assert [(r.image, r.captions) for r in records] == [
+        (str(tmp_path / "im0.png"), ["a", "b"]),
+        (str(tmp_path / "im1.png"), ["c", "d"]),
+    ]
 
 
 def test_jsonl_errors_name_file_and_line(tmp_path):
@@ -36,11 +43,31 @@ def test_jsonl_errors_name_file_and_line(tmp_path):
 
 
 def test_karpathy_train_split_includes_restval(tmp_path):
-    data = {"images": [
-        {"filepath": "train2014", "filename": "a.jpg", "split": "train", "cocoid": 1, "sentences": [{"raw": "A cat.", "tokens": ["a", "cat"]}]},
-        {"filepath": "val2014", "filename": "b.jpg", "split": "restval", "cocoid": 2, "sentences": [{"raw": "A dog.", "tokens": ["a", "dog"]}]},
-        {"filepath": "val2014", "filename": "c.jpg", "split": "test", "cocoid": 3, "sentences": [{"raw": "A cow.", "tokens": ["a", "cow"]}]},
-    ]}
+    data = {
+        "images": [
+            {
+                "filepath": "train2014",
+                "filename": "a.jpg",
+                "split": "train",
+                "cocoid": 1,
+                "sentences": [{"raw": "A cat.", "tokens": ["a", "cat"]}],
+            },
+            {
+                "filepath": "val2014",
+                "filename": "b.jpg",
+                "split": "restval",
+                "cocoid": 2,
+                "sentences": [{"raw": "A dog.", "tokens": ["a", "dog"]}],
+            },
+            {
+                "filepath": "val2014",
+                "filename": "c.jpg",
+                "split": "test",
+                "cocoid": 3,
+                "sentences": [{"raw": "A cow.", "tokens": ["a", "cow"]}],
+            },
+        ]
+    }
     (tmp_path / "dataset_coco.json").write_text(json.dumps(data))
     train = read_coco_karpathy(tmp_path / "dataset_coco.json", "/coco", "train")
     test = read_coco_karpathy(tmp_path / "dataset_coco.json", "/coco", "test")
@@ -63,7 +90,14 @@ def test_each_image_is_encoded_once_and_bad_ones_are_skipped_and_listed(tmp_path
     paths[2].write_bytes(b"not a png")
     enc = CountingEncoder()
     # five captions per image, as in COCO: the image list repeats, the encoder must not
-    store = extract_features([str(p) for p in paths for _ in range(5)], enc, tmp_path / "cache", tokens=True, shard_size=2, progress=False)
+    store = extract_features(
+        [str(p) for p in paths for _ in range(5)],
+        enc,
+        tmp_path / "cache",
+        tokens=True,
+        shard_size=2,
+        progress=False,
+    )
     assert enc.images_seen == 3 and len(store) == 3
     assert str(paths[2]) not in store
     failed = [json.loads(x) for x in (tmp_path / "cache" / "failed.jsonl").read_text().splitlines()]
@@ -88,7 +122,11 @@ def test_dataset_pairs_each_caption_and_drops_empty_ones(tmp_path):
 
     paths = [str(p) for p in write_images(tmp_path, 2)]
     store = extract_features(paths, TinyRandomEncoder(), tmp_path / "cache", progress=False)
-    records = [CaptionRecord(paths[0], ["a red box", "  ", "red square"]), CaptionRecord(paths[1], ["dark box"]), CaptionRecord(str(tmp_path / "gone.png"), ["x"])]
+    records = [
+        CaptionRecord(paths[0], ["a red box", "  ", "red square"]),
+        CaptionRecord(paths[1], ["dark box"]),
+        CaptionRecord(str(tmp_path / "gone.png"), ["x"]),
+    ]
     with pytest.warns(UserWarning, match="dropped 1 images not in the feature cache and 1 empty captions"):
         ds = FeatureCaptionDataset(records, store)
     assert [ds[i]["captions"] for i in range(len(ds))] == ["a red box", "red square", "dark box"]

@@ -34,8 +34,14 @@ from mmgpt2.paths import list_embedded_models  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 PAGE_DECODING = {"num_beams": caption_tab.DEFAULT_BEAMS, "max_new_tokens": caption_tab.DEFAULT_MAX_NEW_TOKENS}
 #: Generous: the machine running the tests may be shared.
@@ -53,7 +59,9 @@ def _stand_in_captioner(folder: Path) -> str:
     `shapes-tiny` has not been built: the page and the queue are tested either way."""
     from mmgpt2.apps.captioning.model import PrefixCaptioner
 
-    model = PrefixCaptioner.build("embedded:shapes-clip", "embedded:shapes-gpt2", mapper="mlp", prefix_length=4)
+    model = PrefixCaptioner.build(
+        "embedded:shapes-clip", "embedded:shapes-gpt2", mapper="mlp", prefix_length=4
+    )
     model.save_pretrained(folder)
     return str(folder)
 
@@ -77,7 +85,9 @@ def server(tmp_path_factory):
     # Each tab offers the models present when the page is built: remember them, so a model that
     # lands or is rebuilt while the tests run cannot make the page and the test disagree.
     choices = {task: models.choices(task) for task in TASKS}
-    demo, url = launch(port=_free_port(), models=models, block=False, quiet=True, limits=DemoLimits(request_seconds=240))
+    demo, url = launch(
+        port=_free_port(), models=models, block=False, quiet=True, limits=DemoLimits(request_seconds=240)
+    )
     assert url.startswith("http://127.0.0.1:"), url  # binds the loopback interface by default
     yield Server(url, models, choices)
     demo.close()
@@ -106,7 +116,9 @@ def page(server, browser):
 
 
 def _wait_for_value(page, selector: str) -> str:
-    page.wait_for_function(f"() => (document.querySelector({selector!r})?.value || '').length > 0", timeout=UI_TIMEOUT_MS)
+    page.wait_for_function(
+        f"() => (document.querySelector({selector!r})?.value || '').length > 0", timeout=UI_TIMEOUT_MS
+    )
     return page.locator(selector).input_value()
 
 
@@ -238,8 +250,16 @@ def test_eight_concurrent_caption_requests_are_all_answered_one_model_run_at_a_t
         with ThreadPoolExecutor(8) as pool:
             jobs = [
                 pool.submit(
-                    client.predict, handle_file(image), name, "beam search", PAGE_DECODING["num_beams"],
-                    PAGE_DECODING["max_new_tokens"], 0.9, 1.0, None, api_name="/caption",
+                    client.predict,
+                    handle_file(image),
+                    name,
+                    "beam search",
+                    PAGE_DECODING["num_beams"],
+                    PAGE_DECODING["max_new_tokens"],
+                    0.9,
+                    1.0,
+                    None,
+                    api_name="/caption",
                 )
                 for _ in range(8)
             ]
@@ -283,7 +303,11 @@ def test_the_time_cap_answers_in_time_and_keeps_the_model_locked():
 def test_decoding_controls_map_to_generate_arguments():
     assert caption_tab.generation_kwargs("greedy", 3, 12, 0.9, 1.0, None) == {"max_new_tokens": 12}
     assert caption_tab.generation_kwargs("sampling", 3, 12, 0.8, 0.7, 5) == {
-        "max_new_tokens": 12, "do_sample": True, "top_p": 0.8, "temperature": 0.7, "seed": 5,
+        "max_new_tokens": 12,
+        "do_sample": True,
+        "top_p": 0.8,
+        "temperature": 0.7,
+        "seed": 5,
     }
     with pytest.raises(ValueError, match="decoding method 'magic'"):
         caption_tab.generation_kwargs("magic", 3, 12, 0.9, 1.0, None)
@@ -292,7 +316,10 @@ def test_decoding_controls_map_to_generate_arguments():
 def test_pasted_history_wins_over_the_picked_user_and_is_capped():
     assert personalized_tab.resolve_user("ada", "  \n", DemoLimits()) == "ada"
     assert personalized_tab.resolve_user(personalized_tab.NO_USER, "", DemoLimits()) is None
-    assert personalized_tab.resolve_user("ada", "red dot!\nblue sky", DemoLimits()) == ["red dot!", "blue sky"]
+    assert personalized_tab.resolve_user("ada", "red dot!\nblue sky", DemoLimits()) == [
+        "red dot!",
+        "blue sky",
+    ]
     with pytest.raises(DemoInputError, match="pasted history is 50 characters"):
         personalized_tab.resolve_user(None, "x" * 50, DemoLimits(max_history_chars=10))
 
@@ -316,7 +343,9 @@ def test_model_folders_join_the_tab_of_their_type_and_unknown_names_fail_clearly
     models = ModelRegistry(extra=[str(folder)])
     assert str(folder) in models.choices("video")
     assert str(folder) not in models.choices("caption")
-    with pytest.raises(ModelNotInstalled, match="model 'no-such-model' is not installed; known: .*my-video-model"):
+    with pytest.raises(
+        ModelNotInstalled, match="model 'no-such-model' is not installed; known: .*my-video-model"
+    ):
         models.get("no-such-model")
     assert "not installed" in models.missing_message("medical")
 

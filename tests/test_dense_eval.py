@@ -9,7 +9,11 @@ import pytest
 from mmgpt2.eval.dense import evaluate_dense, soda_c_video, tiou
 
 GT = {
-    "v1": {"duration": 30, "timestamps": [[0, 10], [10, 30]], "sentences": ["a red circle on the left", "a blue square at the top"]},
+    "v1": {
+        "duration": 30,
+        "timestamps": [[0, 10], [10, 30]],
+        "sentences": ["a red circle on the left", "a blue square at the top"],
+    },
     "v2": {"duration": 20, "timestamps": [[0, 20]], "sentences": ["a large green cross in the center"]},
 }
 
@@ -18,7 +22,12 @@ def preds(results):
     return {"version": "VERSION 1.0", "results": results, "external_data": {}}
 
 
-PERFECT = preds({vid: [{"sentence": s, "timestamp": t} for s, t in zip(g["sentences"], g["timestamps"])] for vid, g in GT.items()})
+PERFECT = preds(
+    {
+        vid: [{"sentence": s, "timestamp": t} for s, t in zip(g["sentences"], g["timestamps"])]
+        for vid, g in GT.items()
+    }
+)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +108,15 @@ def run_cli(argv: list[str]) -> int:
 def test_cli_eval_dense_prints_json(tmp_path, capsys):
     (tmp_path / "p.json").write_text(json.dumps(PERFECT))
     (tmp_path / "g.json").write_text(json.dumps(GT))
-    assert run_cli(["eval-dense", "--pred", str(tmp_path / "p.json"), "--gt", str(tmp_path / "g.json"), "--json"]) == 0
+    assert (
+        run_cli(
+            ["eval-dense", "--pred", str(tmp_path / "p.json"), "--gt", str(tmp_path / "g.json"), "--json"]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["F1"] == pytest.approx(1.0) and out["num_videos"] == 2
-    assert run_cli(["eval-dense", "--pred", str(tmp_path / "missing.json"), "--gt", str(tmp_path / "g.json")]) == 2
+    assert (
+        run_cli(["eval-dense", "--pred", str(tmp_path / "missing.json"), "--gt", str(tmp_path / "g.json")])
+        == 2
+    )

@@ -8,11 +8,16 @@ import pytest
 
 from mmgpt2.eval import JavaMissingError, score_captions
 
-REFS = {"1": ["a small red circle at the top", "a red circle, small, at the top"], "2": ["a large blue square on the left"]}
+REFS = {
+    "1": ["a small red circle at the top", "a red circle, small, at the top"],
+    "2": ["a large blue square on the left"],
+}
 
 
 def test_exact_predictions_score_higher_than_wrong_ones():
-    good = score_captions({"1": "a small red circle at the top", "2": "a large blue square on the left"}, REFS)
+    good = score_captions(
+        {"1": "a small red circle at the top", "2": "a large blue square on the left"}, REFS
+    )
     bad = score_captions({"1": "a large green star", "2": "two yellow triangles"}, REFS)
     assert set(good) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"}
     assert good["BLEU-4"] > 0.95 and good["METEOR"] > 0.9
@@ -35,7 +40,10 @@ def test_grouped_scoring_equals_scoring_each_group_alone():
     from mmgpt2.eval import score_caption_groups
 
     groups = {
-        "ada": ({"1": "a red circle", "2": "a blue square"}, {"1": ["a red circle"], "2": ["a blue square on top"]}),
+        "ada": (
+            {"1": "a red circle", "2": "a blue square"},
+            {"1": ["a red circle"], "2": ["a blue square on top"]},
+        ),
         "bo": ({"1": "one big cat", "2": "a red circle"}, {"1": ["a big cat"], "2": ["a green cross"]}),
     }
     together = score_caption_groups(groups)

@@ -23,7 +23,9 @@ def test_text_file_named_jpg_is_refused_by_name(tmp_path):
 
 def test_truncated_jpeg_is_reported_as_corrupt(tmp_path):
     good = tmp_path / "good.jpg"
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(good, quality=95)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(
+        good, quality=95
+    )
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
     with pytest.raises(ImageError, match=r"cut\.jpg: corrupt or truncated"):

@@ -34,11 +34,26 @@ class HashTextEncoder(VisionEncoder):
 
 
 ROWS = [
-    {"head": "left pleural effusion", "relation": "suggestive_of", "tail": "heart failure", "source_id": "s1"},
-    {"head": "left pleural effusion", "relation": "suggestive_of", "tail": "heart failure", "source_id": "s2"},
+    {
+        "head": "left pleural effusion",
+        "relation": "suggestive_of",
+        "tail": "heart failure",
+        "source_id": "s1",
+    },
+    {
+        "head": "left pleural effusion",
+        "relation": "suggestive_of",
+        "tail": "heart failure",
+        "source_id": "s2",
+    },
     {"head": "right upper lobe opacity", "relation": "suggestive_of", "tail": "pneumonia", "source_id": "s2"},
     {"head": "apical pneumothorax", "relation": "suggestive_of", "tail": "pneumothorax", "source_id": "s3"},
-    {"head": "enlarged cardiac silhouette", "relation": "suggestive_of", "tail": "cardiomegaly", "source_id": "s4"},
+    {
+        "head": "enlarged cardiac silhouette",
+        "relation": "suggestive_of",
+        "tail": "cardiomegaly",
+        "source_id": "s4",
+    },
 ]
 
 
@@ -119,7 +134,10 @@ def test_saved_datastore_holds_only_triplets_no_pixels_no_report_text(enc, tmp_p
         (lambda f: (f / "index.faiss").write_bytes(b"not a faiss index"), "corrupt FAISS index"),
         (lambda f: (f / "kg.json").write_text("{broken"), "corrupt"),
         (lambda f: (f / "triplets.jsonl").unlink(), "missing triplets.jsonl"),
-        (lambda f: (f / "triplets.jsonl").write_text('{"head": "x", "relation": "r", "tail": "y"}\n'), "index holds 4 vectors"),
+        (
+            lambda f: (f / "triplets.jsonl").write_text('{"head": "x", "relation": "r", "tail": "y"}\n'),
+            "index holds 4 vectors",
+        ),
         (lambda f: (f / "triplets.jsonl").write_text("garbage\n"), "not valid JSON"),
     ],
 )

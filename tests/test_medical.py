@@ -51,13 +51,25 @@ def tiny_lm() -> FrozenLM:
 
     tok = fallback_tokenizer()
     torch.manual_seed(0)
-    cfg = GPT2Config(n_layer=1, n_embd=32, n_head=2, n_positions=1024, vocab_size=len(tok),
-                     eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id)
+    cfg = GPT2Config(
+        n_layer=1,
+        n_embd=32,
+        n_head=2,
+        n_positions=1024,
+        vocab_size=len(tok),
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.eos_token_id,
+    )
     return FrozenLM(GPT2LMHeadModel(cfg), tok, spec="test:tiny-gpt2")
 
 
 TRIPLETS = [
-    {"head": "left pleural effusion", "relation": "suggestive_of", "tail": "pleural effusion", "source_id": "a"},
+    {
+        "head": "left pleural effusion",
+        "relation": "suggestive_of",
+        "tail": "pleural effusion",
+        "source_id": "a",
+    },
     {"head": "right lobe opacity", "relation": "suggestive_of", "tail": "pneumonia", "source_id": "b"},
 ]
 
@@ -71,8 +83,9 @@ def parts():
 def model(parts):
     enc, lm = parts
     kg = KnowledgeGraph.from_triplets(TRIPLETS, enc, progress=False)
-    return MedicalExplainer.build(enc, lm, prefix_length=3, num_layers=1, num_heads=2, kg=kg, kg_k=2,
-                                  generation={"max_new_tokens": 4})
+    return MedicalExplainer.build(
+        enc, lm, prefix_length=3, num_layers=1, num_heads=2, kg=kg, kg_k=2, generation={"max_new_tokens": 4}
+    )
 
 
 def gray_xray(seed: int = 0) -> Image.Image:
@@ -82,8 +95,10 @@ def gray_xray(seed: int = 0) -> Image.Image:
 
 def test_prompt_lists_triplets_then_asks_about_the_diagnosis():
     p = build_prompt(["a suggestive of b", "c suggestive of d"], "Pleural Effusion")
-    assert p == (f"{KG_INTRO} a suggestive of b; c suggestive of d. "
-                 "Question: why does this chest x-ray suggest pleural effusion? Answer:")
+    assert p == (
+        f"{KG_INTRO} a suggestive of b; c suggestive of d. "
+        "Question: why does this chest x-ray suggest pleural effusion? Answer:"
+    )
     assert KG_INTRO not in build_prompt([], "Edema")
 
 
@@ -99,8 +114,12 @@ def test_loss_covers_only_explanation_tokens(model):
     assert labels[k + p :].tolist() == target_ids[0]
     # and the training loss is exactly the NLL of those tokens: changing the prompt text moves it,
     # but a batch that only differs in explanation length is still a finite mean over targets.
-    batch = {"pooled": torch.randn(2, 16), "tokens": torch.randn(2, 16, 12), "prompts": [prompt, prompt],
-             "explanations": ["fluid at the left base", "fluid"]}
+    batch = {
+        "pooled": torch.randn(2, 16),
+        "tokens": torch.randn(2, 16, 12),
+        "prompts": [prompt, prompt],
+        "explanations": ["fluid at the left base", "fluid"],
+    }
     loss = model.training_loss(batch)
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
@@ -155,7 +174,9 @@ def test_lead_eos_puts_the_eos_embedding_before_the_prefix_and_survives_save_loa
     prefix = m.prefix(pooled, tokens)
     eos = lm.embed(torch.tensor([lm.eos_token_id]))[0]
     assert prefix.shape == (2, 4, lm.hidden_size)
-    assert torch.equal(prefix[:, 0], eos.expand(2, -1)) and torch.equal(prefix[:, 1:], m.mapper(pooled, tokens))
+    assert torch.equal(prefix[:, 0], eos.expand(2, -1)) and torch.equal(
+        prefix[:, 1:], m.mapper(pooled, tokens)
+    )
     m.explain([gray_xray()], diagnosis="Edema")  # generation takes the longer prefix too
     back = MedicalExplainer.from_pretrained(m.save_pretrained(tmp_path / "e"), encoder=enc, lm=lm)
     assert back.lead_eos is True
@@ -193,31 +214,50 @@ def test_chest_world_writes_records_and_grayscale_images_deterministically(tmp_p
         im = Image.open(tmp_path / "a" / r["image"])
         assert im.mode == "L"
         for t in r["triplets"]:
-            assert t["relation"] == "suggestive_of" and t["head"] in r["findings"] and t["tail"] == r["diagnosis"].lower()
+            assert (
+                t["relation"] == "suggestive_of"
+                and t["head"] in r["findings"]
+                and t["tail"] == r["diagnosis"].lower()
+            )
 
     # findings look different: an effusion brightens its lung base, an enlarged heart widens the centre
     def mean_box(case, box):
-        return np.asarray(chest.render_case(case, random.Random(0)), np.float32)[box[1]:box[3], box[0]:box[2]].mean()
+        return np.asarray(chest.render_case(case, random.Random(0)), np.float32)[
+            box[1] : box[3], box[0] : box[2]
+        ].mean()
 
     normal = chest.ChestCase(None)
     base = (60, 70, 80, 80)  # the left lung base (image right)
     assert mean_box(chest.ChestCase("effusion", "left", None, "large"), base) > mean_box(normal, base) + 30
     heart = (70, 55, 78, 75)
-    assert mean_box(chest.ChestCase("cardiomegaly", None, None, "large"), heart) > mean_box(normal, heart) + 30
+    assert (
+        mean_box(chest.ChestCase("cardiomegaly", None, None, "large"), heart) > mean_box(normal, heart) + 30
+    )
 
 
 def test_chest_recipe_quick_mode_runs_every_stage_without_touching_the_shipped_models(tmp_path):
     root = Path(__file__).resolve().parents[1]
     shipped = root / "assets" / "models" / "chest-tiny" / "model.safetensors"
     before = shipped.stat().st_mtime_ns
-    proc = subprocess.run([sys.executable, str(root / "recipes" / "build_chest.py"), "--quick"], capture_output=True,
-                          text=True, timeout=300, cwd=tmp_path, env={**os.environ, "MMGPT2_QUIET": "1"})
+    proc = subprocess.run(
+        [sys.executable, str(root / "recipes" / "build_chest.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ, "MMGPT2_QUIET": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     for stage in ("chest-gpt2", "chest-clip", "chest-tiny", "chest-tiny-nokg", "unseen-kg", "unseen-nokg"):
         assert f"[done] {stage} in" in proc.stdout, proc.stdout
     built = tmp_path / "build" / "chest-quick" / "assets" / "models" / "chest-tiny"
-    assert json.loads((built / "config.json").read_text())["lead_eos"] is True and (built / "kg" / "index.faiss").is_file()
-    assert (tmp_path / "build" / "chest" / "unseen-kg" / "kg").is_dir() and not (tmp_path / "build" / "chest" / "unseen-nokg" / "kg").exists()
+    assert (
+        json.loads((built / "config.json").read_text())["lead_eos"] is True
+        and (built / "kg" / "index.faiss").is_file()
+    )
+    assert (tmp_path / "build" / "chest" / "unseen-kg" / "kg").is_dir() and not (
+        tmp_path / "build" / "chest" / "unseen-nokg" / "kg"
+    ).exists()
     assert shipped.stat().st_mtime_ns == before
 
 

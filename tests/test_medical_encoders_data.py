@@ -19,12 +19,24 @@ def write_medclip_folder(folder, text_bias: bool = False):
     from transformers import BertConfig, BertModel, SwinConfig, SwinModel
 
     torch.manual_seed(0)
-    vcfg = SwinConfig(image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4)
+    vcfg = SwinConfig(
+        image_size=32, patch_size=4, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4
+    )
     swin = SwinModel(vcfg)
     (folder / "vision_config.json").write_text(json.dumps(vcfg.to_dict()))
-    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
-    bert = BertModel(BertConfig(vocab_size=5 + len(WORDS), hidden_size=64, num_hidden_layers=3, num_attention_heads=1,
-                                intermediate_size=96, max_position_embeddings=80))
+    (folder / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n"
+    )
+    bert = BertModel(
+        BertConfig(
+            vocab_size=5 + len(WORDS),
+            hidden_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=1,
+            intermediate_size=96,
+            max_position_embeddings=80,
+        )
+    )
     state = {f"vision_model.model.{k}": v for k, v in swin.state_dict().items()}
     state["vision_model.projection_head.weight"] = torch.randn(24, swin.num_features)
     state.update({f"text_model.model.{k}": v for k, v in bert.state_dict().items()})
@@ -56,7 +68,9 @@ def test_medclip_checkpoint_loads_and_matches_its_weights(tmp_path):
     bert.eval()
     with torch.no_grad():
         hs = bert(**ids, output_hidden_states=True).hidden_states
-    manual = torch.stack([hs[1], hs[2], hs[-1]]).mean(2).mean(0) @ state["text_model.projection_head.weight"].t()
+    manual = (
+        torch.stack([hs[1], hs[2], hs[-1]]).mean(2).mean(0) @ state["text_model.projection_head.weight"].t()
+    )
     torch.testing.assert_close(txt[:1], manual)
     # padding in a batch does not change a text's embedding (masked mean)
     torch.testing.assert_close(enc.encode_text(["left pleural effusion"]), txt[:1])
@@ -77,8 +91,18 @@ def test_medclip_errors_name_the_folder_and_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="Bio_ClinicalBERT"):
         load_encoder(f"medclip:{tmp_path}")
     write_medclip_folder(tmp_path)
-    (tmp_path / "vision_config.json").write_text(json.dumps({"embed_dim": 16, "depths": [1, 1], "num_heads": [1, 2],
-                                                             "image_size": 32, "patch_size": 4, "window_size": 4}))
+    (tmp_path / "vision_config.json").write_text(
+        json.dumps(
+            {
+                "embed_dim": 16,
+                "depths": [1, 1],
+                "num_heads": [1, 2],
+                "image_size": 32,
+                "patch_size": 4,
+                "window_size": 4,
+            }
+        )
+    )
     with pytest.raises(ValueError, match="Swin vision weights do not fit"):
         load_encoder(f"medclip:{tmp_path}")
 
@@ -99,7 +123,12 @@ def nle_row(**over):
 
 def test_mimic_nle_reader_parses_the_documented_format(tmp_path):
     path = tmp_path / "mimic-nle-test.json"
-    path.write_text(json.dumps(nle_row()) + "\n\n" + json.dumps(nle_row(sentence_ID="s2#0", diagnosis_label=[1] + [0] * 9)) + "\n")
+    path.write_text(
+        json.dumps(nle_row())
+        + "\n\n"
+        + json.dumps(nle_row(sentence_ID="s2#0", diagnosis_label=[1] + [0] * 9))
+        + "\n"
+    )
     recs = read_mimic_nle(path)
     assert len(recs) == 2
     r = recs[0]
@@ -140,4 +169,6 @@ def test_study_images_follow_the_mimic_cxr_jpg_layout(tmp_path):
         (study / name).write_bytes(b"")
     rec = parse_record(nle_row())
     assert [p.name for p in study_images(tmp_path, rec)] == ["a.jpg", "b.jpg"]
-    assert [p.name for p in study_images(tmp_path, rec, view_positions={"a": "LATERAL", "b": "PA"})] == ["b.jpg"]
+    assert [p.name for p in study_images(tmp_path, rec, view_positions={"a": "LATERAL", "b": "PA"})] == [
+        "b.jpg"
+    ]

@@ -32,7 +32,9 @@ class TinyEncoder(VisionEncoder):
         self.embed_dim, self.token_dim = 8, 12
         self.patch = nn.Conv2d(3, 12, 4, stride=4)
         self.pool = nn.Linear(12, 8)
-        self.preprocess = lambda im: torch.from_numpy(np.asarray(im.resize((16, 16)), dtype=np.float32)).permute(2, 0, 1) / 255
+        self.preprocess = lambda im: (
+            torch.from_numpy(np.asarray(im.resize((16, 16)), dtype=np.float32)).permute(2, 0, 1) / 255
+        )
         self.freeze()
 
     def _encode_image(self, pixels):
@@ -53,8 +55,15 @@ def tiny_lm() -> FrozenLM:
 def model():
     store = UserStore.build(HISTORIES, top_n=10)
     return PersonalizedCaptioner.build(
-        TinyEncoder(), tiny_lm(), store, prefix_length=4, hidden_dim=16, num_layers=1, num_heads=2,
-        fusion={"num_heads": 2}, generation={"max_new_tokens": 5},
+        TinyEncoder(),
+        tiny_lm(),
+        store,
+        prefix_length=4,
+        hidden_dim=16,
+        num_layers=1,
+        num_heads=2,
+        fusion={"num_heads": 2},
+        generation={"max_new_tokens": 5},
     ).eval()
 
 
@@ -120,15 +129,22 @@ def test_training_loss_reaches_mapper_and_fusion_only(model):
     model.train()
     dropout, model.context_dropout = model.context_dropout, 0.0  # keep the context in this batch
     try:
-        batch = {"pooled": torch.randn(2, 8), "tokens": torch.randn(2, 16, 12), "captions": ["a red dot", "a box"],
-                 "context": ["wow #art", ""]}
+        batch = {
+            "pooled": torch.randn(2, 8),
+            "tokens": torch.randn(2, 16, 12),
+            "captions": ["a red dot", "a box"],
+            "context": ["wow #art", ""],
+        }
         model.zero_grad()
         model.training_loss(batch).backward()
     finally:
         model.eval()
         model.context_dropout = dropout
     assert model.mapper.queries.grad is not None and model.mapper.queries.grad.abs().sum() > 0
-    assert model.fusion.context_in[1].weight.grad is not None and model.fusion.context_in[1].weight.grad.abs().sum() > 0
+    assert (
+        model.fusion.context_in[1].weight.grad is not None
+        and model.fusion.context_in[1].weight.grad.abs().sum() > 0
+    )
     assert all(p.grad is None for p in model.lm.parameters())
     assert all(p.grad is None for p in model.encoder.parameters())
 
@@ -147,8 +163,13 @@ def test_save_and_load_keep_weights_and_users(model, images, tmp_path, monkeypat
 
 def test_context_dropout_blanks_whole_contexts_in_training_only(model, monkeypatch):
     seen = []
-    monkeypatch.setattr(model, "prefix", lambda pooled, tokens, contexts: seen.append(list(contexts)) or torch.zeros(
-        len(contexts), 4, 32, requires_grad=True))
+    monkeypatch.setattr(
+        model,
+        "prefix",
+        lambda pooled, tokens, contexts: (
+            seen.append(list(contexts)) or torch.zeros(len(contexts), 4, 32, requires_grad=True)
+        ),
+    )
     batch = {"pooled": torch.randn(200, 8), "captions": ["a dot"] * 200, "context": ["wow #art"] * 200}
     model.train()
     try:

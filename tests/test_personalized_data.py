@@ -17,12 +17,18 @@ from mmgpt2.worlds.shapes import attribute_accuracy, make_scene
 from mmgpt2.worlds.users import HELD_OUT_USERS, TRAIN_USERS, USERS, caption_as, in_style, posts, style_of
 
 INSTAGRAM = {
-    "alice": {"p1": {"caption": ["sunset", "at", "the", "beach"], "tags": ["summer"]},
-              "p2": {"caption": "café <b>time</b> ☕", "tags": []}},
+    "alice": {
+        "p1": {"caption": ["sunset", "at", "the", "beach"], "tags": ["summer"]},
+        "p2": {"caption": "café <b>time</b> ☕", "tags": []},
+    },
     "bob": {"p3": {"caption": "new bike", "tags": ["ride", "#fast"]}},
 }
-YFCC = {"carol": [{"title": "Old bridge", "description": "a stone bridge", "user tags": "bridge,stone", "photo_id": 77},
-                  {"title": "", "description": "river at dawn"}]}
+YFCC = {
+    "carol": [
+        {"title": "Old bridge", "description": "a stone bridge", "user tags": "bridge,stone", "photo_id": 77},
+        {"title": "", "description": "river at dawn"},
+    ]
+}
 
 
 def write(tmp_path, name, data):
@@ -55,7 +61,9 @@ def test_reader_errors_name_the_file(tmp_path):
 def test_split_test1_is_unseen_users_and_test2_unseen_posts():
     from mmgpt2.apps.personalized import UserPost
 
-    all_posts = [UserPost(f"u{u}", f"{u}_{i}.jpg", f"caption {i}", f"{u}_{i}") for u in range(20) for i in range(10)]
+    all_posts = [
+        UserPost(f"u{u}", f"{u}_{i}.jpg", f"caption {i}", f"{u}_{i}") for u in range(20) for i in range(10)
+    ]
     s = split_posts(all_posts, test1_users=0.2, test2_posts=0.2, seed=3)
     train_users = {p.user for p in s["train"]}
     assert len({p.user for p in s["test1"]}) == 4 and not ({p.user for p in s["test1"]} & train_users)
@@ -69,7 +77,9 @@ def test_shipped_split_files_are_checked_for_leaks(tmp_path):
     test1 = write(tmp_path, "test1.json", {"alice": {"p9": {"caption": "x"}}})
     with pytest.raises(ValueError, match="test1 must hold unseen users"):
         load_attend2u_splits({"train": train, "test1": test1})
-    ok = load_attend2u_splits({"train": train, "test2": write(tmp_path, "t2.json", {"bob": {"p8": {"caption": "y"}}})})
+    ok = load_attend2u_splits(
+        {"train": train, "test2": write(tmp_path, "t2.json", {"bob": {"p8": {"caption": "y"}}})}
+    )
     assert posts_by_user(ok["test2"]) == {"bob": ["y"]}
 
 

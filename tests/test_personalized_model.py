@@ -62,5 +62,7 @@ def test_weights_are_fp16_and_small():
     folder = models_dir() / "shapes-users-tiny"
     with safe_open(str(folder / "model.safetensors"), "pt") as f:
         assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} == {"F16"}
-    total = sum(p.stat().st_size for d in ("shapes-users-tiny", "users-gpt2") for p in (models_dir() / d).rglob("*"))
+    total = sum(
+        p.stat().st_size for d in ("shapes-users-tiny", "users-gpt2") for p in (models_dir() / d).rglob("*")
+    )
     assert total < 12e6

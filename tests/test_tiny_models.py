@@ -79,8 +79,18 @@ def test_prefix_slot_pretraining_runs_and_saves_a_loadable_model(tmp_path):
 
     texts = shapes.caption_corpus(40, seed=0)
     tiny_models.train_tokenizer(texts, vocab_size=300, out_dir=tmp_path / "tok")
-    out = tiny_models.train_tiny_gpt2(texts, tmp_path / "tok", tmp_path / "lm", n_layer=1, n_embd=32, n_head=2,
-                                      steps=3, batch_size=4, prefix_slot=4, pairs=[(texts[0], texts[1])])
+    out = tiny_models.train_tiny_gpt2(
+        texts,
+        tmp_path / "tok",
+        tmp_path / "lm",
+        n_layer=1,
+        n_embd=32,
+        n_head=2,
+        steps=3,
+        batch_size=4,
+        prefix_slot=4,
+        pairs=[(texts[0], texts[1])],
+    )
     lm = load_lm(f"hf:{out}")
     assert lm.max_positions == 64 and lm.generate(torch.zeros(1, 4, 32, dtype=lm.dtype), max_new_tokens=3)
 
@@ -99,8 +109,13 @@ def test_shipped_chest_gpt2_copies_the_top_triplet_behind_an_image_sized_prefix(
     table = lm.model.get_input_embeddings().weight
     g = torch.Generator().manual_seed(0)
     eos = table[lm.eos_token_id].expand(len(cases), 1, -1)
-    for name, prefix in (("EOS + 8 random vectors", torch.cat([eos, torch.randn(len(cases), 8, lm.hidden_size, generator=g) * table.std()], 1)),
-                         ("8 random token embeddings", table[torch.randint(0, len(table), (len(cases), 8), generator=g)])):
+    for name, prefix in (
+        (
+            "EOS + 8 random vectors",
+            torch.cat([eos, torch.randn(len(cases), 8, lm.hidden_size, generator=g) * table.std()], 1),
+        ),
+        ("8 random token embeddings", table[torch.randint(0, len(table), (len(cases), 8), generator=g)]),
+    ):
         with torch.no_grad():
             out = lm.generate(prefix.detach(), prompt=prompts, max_new_tokens=20)
         copied = sum(c.finding in o for c, o in zip(cases, out)) / len(cases)

@@ -42,12 +42,16 @@ def make_captioner(mapper: str = "transformer") -> PrefixCaptioner:
     torch.manual_seed(1)
     extra = {"num_layers": 1, "num_heads": 2, "clip_length": 2} if mapper == "transformer" else {}
     return PrefixCaptioner(
-        TinyRandomEncoder(), make_tiny_lm(), build_mapper({"type": mapper, "input_dim": 16, "lm_dim": 32, "prefix_length": 3, **extra})
+        TinyRandomEncoder(),
+        make_tiny_lm(),
+        build_mapper({"type": mapper, "input_dim": 16, "lm_dim": 32, "prefix_length": 3, **extra}),
     )
 
 
 def config(out: Path, **kw) -> TrainConfig:
-    return TrainConfig(out_dir=str(out), epochs=3, batch_size=4, lr=3e-3, warmup_steps=3, save_every=4, progress=False, **kw)
+    return TrainConfig(
+        out_dir=str(out), epochs=3, batch_size=4, lr=3e-3, warmup_steps=3, save_every=4, progress=False, **kw
+    )
 
 
 def test_resumed_run_ends_with_the_same_weights_as_an_unbroken_one(tmp_path):
@@ -74,7 +78,11 @@ def test_training_lowers_the_loss(tmp_path):
 
 
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    train(make_captioner(), ToyFeatures(), TrainConfig(out_dir=str(tmp_path), max_steps=4, batch_size=4, save_every=4, progress=False))
+    train(
+        make_captioner(),
+        ToyFeatures(),
+        TrainConfig(out_dir=str(tmp_path), max_steps=4, batch_size=4, save_every=4, progress=False),
+    )
     before = (tmp_path / "checkpoint" / "model.safetensors").read_bytes()
 
     def broken_save(*args, **kwargs):
@@ -82,7 +90,13 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
 
     monkeypatch.setattr(torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        train(make_captioner(), ToyFeatures(), TrainConfig(out_dir=str(tmp_path), max_steps=8, batch_size=4, save_every=4, progress=False, resume=True))
+        train(
+            make_captioner(),
+            ToyFeatures(),
+            TrainConfig(
+                out_dir=str(tmp_path), max_steps=8, batch_size=4, save_every=4, progress=False, resume=True
+            ),
+        )
     assert (tmp_path / "checkpoint" / "model.safetensors").read_bytes() == before
     assert json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())["step"] == 4
 
@@ -102,7 +116,21 @@ def test_two_processes_see_disjoint_shards_and_write_one_checkpoint(tmp_path):
     script.write_text(SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path / "run")))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # `--multi_gpu` is accelerate's torchrun launcher; with no GPU present it gives two gloo CPU ranks.
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(script),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = [set(json.loads((tmp_path / "run" / f"seen_rank{r}.json").read_text())) for r in (0, 1)]

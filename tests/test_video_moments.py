@@ -17,7 +17,9 @@ from mmgpt2.apps.video.zerota import Event, ZeroTAConfig, postprocess
 
 def test_masks_start_as_an_even_tiling_and_are_one_inside_zero_outside():
     moments = SoftMoments(3)
-    assert torch.allclose(moments.segments(), torch.tensor([[0, 1 / 3], [1 / 3, 2 / 3], [2 / 3, 1]]), atol=1e-4)
+    assert torch.allclose(
+        moments.segments(), torch.tensor([[0, 1 / 3], [1 / 3, 2 / 3], [2 / 3, 1]]), atol=1e-4
+    )
     t = torch.tensor([1 / 6, 0.5, 5 / 6])
     masks = moments(t, sharpness=200.0)
     assert torch.allclose(masks, torch.eye(3), atol=1e-3)
@@ -66,7 +68,10 @@ def test_postprocess_merges_adjacent_same_captions_and_drops_duplicates():
         Event("a blue cross", 21.0, 30.0, 0.3),  # near-duplicate of the square's segment: dropped by NMS
     ]
     out = postprocess(events, nms_tiou=0.6)
-    assert [(e.sentence, e.start, e.end) for e in out] == [("a red circle", 0.0, 20.0), ("a blue square", 20.0, 30.0)]
+    assert [(e.sentence, e.start, e.end) for e in out] == [
+        ("a red circle", 0.0, 20.0),
+        ("a blue square", 20.0, 30.0),
+    ]
     assert out[0].score == 0.6  # best first
 
 

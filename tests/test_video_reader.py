@@ -101,8 +101,23 @@ def test_zero_length_video_is_a_clear_error(tmp_path):
 
     path = tmp_path / "zero.mp4"
     subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "color=c=black:s=32x32:r=10",
-         "-t", "0", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)],
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=black:s=32x32:r=10",
+            "-t",
+            "0",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
         check=True,
     )
     with pytest.raises(VideoError, match=r"zero\.mp4: .*(no video stream|zero-length|no decodable)"):
@@ -187,7 +202,9 @@ def test_container_lying_about_frame_count_stops_cleanly_with_a_warning(monkeypa
     assert kinds[0] == "info" and kinds[-1] == "done" and "truncated" in kinds
     frames = [p for k, p in out.items if k == "frames"]
     assert all(isinstance(c, FrameChunk) for c in frames)
-    assert max(t for c in frames for t in c.times) < 10.0  # nothing from past the real end (100 frames = 10 s)
+    assert (
+        max(t for c in frames for t in c.times) < 10.0
+    )  # nothing from past the real end (100 frames = 10 s)
 
 
 def test_a_hung_decoder_times_out_instead_of_hanging(tmp_path):

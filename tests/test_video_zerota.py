@@ -38,7 +38,9 @@ def clip(tmp_path_factory):
 @pytest.fixture(scope="module")
 def feats(models, clip, tmp_path_factory):
     sampling = SamplingConfig(fps=2, size=64)
-    return features_mod.video_features(clip[0], models[0], sampling, cache_dir=tmp_path_factory.mktemp("cache"))
+    return features_mod.video_features(
+        clip[0], models[0], sampling, cache_dir=tmp_path_factory.mktemp("cache")
+    )
 
 
 def test_frame_features_have_times_and_the_encoder_width(feats, models, clip):
@@ -67,7 +69,9 @@ def test_features_are_cached_by_file_content_not_name(models, clip, tmp_path, mo
 
 def test_zerota_finds_events_in_seconds_inside_the_video(models, feats):
     trace = ZeroTATrace()
-    events = ZeroTA(*models, ZeroTAConfig(events=2, **FAST)).run(feats.features, feats.times, feats.duration, trace)
+    events = ZeroTA(*models, ZeroTAConfig(events=2, **FAST)).run(
+        feats.features, feats.times, feats.duration, trace
+    )
     assert 1 <= len(events) <= 2
     for e in events:
         assert 0 <= e.start < e.end <= feats.duration + 1e-6
@@ -93,7 +97,9 @@ def test_vision_loss_gradient_reaches_masks_and_prefix(models, feats):
 
     torch.optim.Adam.step = spy
     try:
-        ZeroTA(encoder, lm, ZeroTAConfig(events=2, **{**FAST, "steps": 1})).run(feats.features, feats.times, feats.duration)
+        ZeroTA(encoder, lm, ZeroTAConfig(events=2, **{**FAST, "steps": 1})).run(
+            feats.features, feats.times, feats.duration
+        )
     finally:
         torch.optim.Adam.step = original
     # centre logits, width logits, soft prompt, projection weight and bias: all receive gradient
@@ -133,7 +139,18 @@ def test_cli_dense_caption_prints_activitynet_json_and_draws_a_timeline(models, 
     bad = tmp_path / "broken.mp4"
     bad.write_text("not a video")
     png = tmp_path / "timeline.png"
-    argv = ["dense-caption", str(clip[0]), str(bad), "--model", str(folder), "--events", "2", "--json", "--timeline", str(png)]
+    argv = [
+        "dense-caption",
+        str(clip[0]),
+        str(bad),
+        "--model",
+        str(folder),
+        "--events",
+        "2",
+        "--json",
+        "--timeline",
+        str(png),
+    ]
     assert run_cli(argv) == 0
     captured = capsys.readouterr()
     doc = json.loads(captured.out)
@@ -170,7 +187,9 @@ def test_each_extra_rollout_gives_clip_one_more_ending_per_proposal(models, feat
         config = ZeroTAConfig(events=2, max_new_tokens=6, lookahead=True, lookahead_rollouts=rollouts)
         contexts = ZeroTAPrefix(encoder, lm, config)(moments)  # before the spy: it embeds the vocabulary
         seen: list[int] = []
-        monkeypatch.setattr(encoder, "encode_text", lambda texts, seen=seen: seen.append(len(texts)) or original(texts))
+        monkeypatch.setattr(
+            encoder, "encode_text", lambda texts, seen=seen: seen.append(len(texts)) or original(texts)
+        )
         ZeroTA(encoder, lm, config).guided_decode(contexts, moments)
         counts[rollouts] = seen[0]
     assert counts[3] == 3 * counts[1] == 3 * 2 * ZeroTAConfig().guided_top_k

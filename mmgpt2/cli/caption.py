@@ -15,19 +15,35 @@ DEFAULT_MODEL = "shapes-tiny"
 def add_generation_args(p: argparse.ArgumentParser) -> None:
     """Decoding flags with transformers' names (`--num-beams` is `num_beams`, ...)."""
     g = p.add_argument_group("decoding (as in transformers.generate)")
-    g.add_argument("--max-new-tokens", type=int, help="longest caption in tokens (default: the model's, else 20)")
+    g.add_argument(
+        "--max-new-tokens", type=int, help="longest caption in tokens (default: the model's, else 20)"
+    )
     g.add_argument("--num-beams", type=int, help="beam search width (1 = greedy)")
     g.add_argument("--length-penalty", type=float, help="beam score = logprob / length**penalty")
-    g.add_argument("--do-sample", action="store_true", default=None, help="nucleus sampling instead of search")
+    g.add_argument(
+        "--do-sample", action="store_true", default=None, help="nucleus sampling instead of search"
+    )
     g.add_argument("--top-p", type=float, help="nucleus mass kept when sampling")
     g.add_argument("--top-k", type=int, help="candidates kept (sampling, contrastive search)")
     g.add_argument("--temperature", type=float, help="softmax temperature when sampling")
-    g.add_argument("--penalty-alpha", type=float, help="contrastive search degeneration penalty (with --top-k)")
+    g.add_argument(
+        "--penalty-alpha", type=float, help="contrastive search degeneration penalty (with --top-k)"
+    )
     g.add_argument("--seed", type=int, help="random seed for sampling")
 
 
 def generation_kwargs(args: argparse.Namespace) -> dict:
-    keys = ["max_new_tokens", "num_beams", "length_penalty", "do_sample", "top_p", "top_k", "temperature", "penalty_alpha", "seed"]
+    keys = [
+        "max_new_tokens",
+        "num_beams",
+        "length_penalty",
+        "do_sample",
+        "top_p",
+        "top_k",
+        "temperature",
+        "penalty_alpha",
+        "seed",
+    ]
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
@@ -39,15 +55,25 @@ def cmd_caption(args: argparse.Namespace) -> int:
     extra = {}
     if args.user is not None or args.user_history is not None:
         if not hasattr(model, "users"):
-            raise Mmgpt2Error(f"model {args.model!r} is not personalized; --user/--user-history need e.g. shapes-users-tiny")
-        extra["user"] = args.user if args.user is not None else model.user_from_history_file(args.user_history)
+            raise Mmgpt2Error(
+                f"model {args.model!r} is not personalized; --user/--user-history need e.g. shapes-users-tiny"
+            )
+        extra["user"] = (
+            args.user if args.user is not None else model.user_from_history_file(args.user_history)
+        )
     results, failed = [], 0
-    loaded = [(path, im) for path, im, err in iter_images(args.images) if not (err and print(f"skipped {err}", file=sys.stderr))]
+    loaded = [
+        (path, im)
+        for path, im, err in iter_images(args.images)
+        if not (err and print(f"skipped {err}", file=sys.stderr))
+    ]
     failed = len(args.images) - len(loaded)
     from tqdm.auto import tqdm
 
     batch = args.batch_size
-    for i in tqdm(range(0, len(loaded), batch), desc="captioning", disable=len(loaded) <= batch, file=sys.stderr):
+    for i in tqdm(
+        range(0, len(loaded), batch), desc="captioning", disable=len(loaded) <= batch, file=sys.stderr
+    ):
         chunk = loaded[i : i + batch]
         captions = model.caption([im for _, im in chunk], **generation_kwargs(args), **extra)
         results += [{"image": path, "caption": cap} for (path, _), cap in zip(chunk, captions)]
@@ -64,7 +90,13 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from mmgpt2.encoders import load_encoder
 
     records = read_captions(args.captions, args.image_root, args.split)
-    store = extract_features([r.image for r in records], load_encoder(args.encoder, args.device), args.out, tokens=args.tokens, batch_size=args.batch_size)
+    store = extract_features(
+        [r.image for r in records],
+        load_encoder(args.encoder, args.device),
+        args.out,
+        tokens=args.tokens,
+        batch_size=args.batch_size,
+    )
     print(f"{len(store)} images encoded into {args.out}")
     return 0
 
@@ -85,17 +117,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         store = extract_features([r.image for r in records], encoder, features)
     if store.encoder_spec != encoder.spec:
-        raise Mmgpt2Error(f"{features}: features come from {store.encoder_spec!r}, not --encoder {encoder.spec!r}")
+        raise Mmgpt2Error(
+            f"{features}: features come from {store.encoder_spec!r}, not --encoder {encoder.spec!r}"
+        )
     mapper_kwargs = {"prefix_length": args.prefix_length}
     if args.mapper == "transformer":
-        mapper_kwargs.update(num_layers=args.num_layers, clip_length=args.clip_length, num_heads=args.num_heads)
+        mapper_kwargs.update(
+            num_layers=args.num_layers, clip_length=args.clip_length, num_heads=args.num_heads
+        )
     elif args.hidden_dim:
         mapper_kwargs["hidden_dim"] = args.hidden_dim
-    model = PrefixCaptioner.build(encoder, args.lm, mapper=args.mapper, generation={"max_new_tokens": args.max_new_tokens}, **mapper_kwargs)
+    model = PrefixCaptioner.build(
+        encoder,
+        args.lm,
+        mapper=args.mapper,
+        generation={"max_new_tokens": args.max_new_tokens},
+        **mapper_kwargs,
+    )
     config = TrainConfig(
-        out_dir=args.out, epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-        warmup_steps=args.warmup_steps, save_every=args.save_every, mixed_precision=args.mixed_precision,
-        seed=args.seed, resume=args.resume,
+        out_dir=args.out,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        save_every=args.save_every,
+        mixed_precision=args.mixed_precision,
+        seed=args.seed,
+        resume=args.resume,
     )
     final = train(model, FeatureCaptionDataset(records, store), config)
     print(f"model saved to {final}")
@@ -137,29 +186,48 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("Embedded models (offline, under assets/models):")
     for n, t, p in rows:
         print(f"  {n:24s} {t:22s} {p}")
-    print("\nReal pretrained parts (downloaded on first use): encoders like open_clip:ViT-B-32/openai, "
-          "open_clip:ViT-L-14/openai,\n  open_clip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224; "
-          "LMs like gpt2, gpt2-medium (see `open_clip.list_pretrained()`).")
+    print(
+        "\nReal pretrained parts (downloaded on first use): encoders like open_clip:ViT-B-32/openai, "
+        "open_clip:ViT-L-14/openai,\n  open_clip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224; "
+        "LMs like gpt2, gpt2-medium (see `open_clip.list_pretrained()`)."
+    )
     return 0
 
 
 def register(sub) -> None:
-    p = sub.add_parser("caption", help="caption images", description="Caption images with a prefix captioner "
-                       "(default: the embedded shapes-tiny, offline). Unreadable images are reported and skipped.")
+    p = sub.add_parser(
+        "caption",
+        help="caption images",
+        description="Caption images with a prefix captioner "
+        "(default: the embedded shapes-tiny, offline). Unreadable images are reported and skipped.",
+    )
     p.add_argument("images", nargs="+", metavar="IMG", help="image files")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"embedded name, model folder or Hub id (default {DEFAULT_MODEL})")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"embedded name, model folder or Hub id (default {DEFAULT_MODEL})",
+    )
     p.add_argument("--json", action="store_true", help='print a JSON list of {"image", "caption"}')
     p.add_argument("--user", help="personalized models: caption in this known user's style")
-    p.add_argument("--user-history", metavar="FILE", help="personalized models: a new user's past captions, one per line")
+    p.add_argument(
+        "--user-history", metavar="FILE", help="personalized models: a new user's past captions, one per line"
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
     add_generation_args(p)
     p.set_defaults(func=cmd_caption)
 
-    p = sub.add_parser("extract-features", help="encode each image once into a feature cache",
-                       description="Encode every distinct image of a caption file once into sharded safetensors.")
+    p = sub.add_parser(
+        "extract-features",
+        help="encode each image once into a feature cache",
+        description="Encode every distinct image of a caption file once into sharded safetensors.",
+    )
     p.add_argument("captions", help="JSON lines ({image, caption}) or Karpathy dataset_coco.json")
-    p.add_argument("--encoder", required=True, help="encoder spec, e.g. open_clip:ViT-B-32/openai or embedded:shapes-clip")
+    p.add_argument(
+        "--encoder",
+        required=True,
+        help="encoder spec, e.g. open_clip:ViT-B-32/openai or embedded:shapes-clip",
+    )
     p.add_argument("--out", required=True, help="cache folder (resumable)")
     p.add_argument("--image-root", help="image folder for Karpathy files")
     p.add_argument("--split", default="train", help="Karpathy split (train = train + restval)")
@@ -168,13 +236,20 @@ def register(sub) -> None:
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("train-captioner", help="train a prefix mapper (ClipCap) on a frozen encoder and GPT-2",
-                       description="Train a ClipCap mapper; works under `accelerate launch` on many GPUs. "
-                       "Checkpoints every --save-every steps; --resume continues a crashed run.")
+    p = sub.add_parser(
+        "train-captioner",
+        help="train a prefix mapper (ClipCap) on a frozen encoder and GPT-2",
+        description="Train a ClipCap mapper; works under `accelerate launch` on many GPUs. "
+        "Checkpoints every --save-every steps; --resume continues a crashed run.",
+    )
     p.add_argument("--train", required=True, help="JSON lines or Karpathy dataset_coco.json")
     p.add_argument("--image-root", help="image folder for Karpathy files")
     p.add_argument("--features", help="feature cache folder (default OUT/features; built if missing)")
-    p.add_argument("--features-only-cached", action="store_true", help="use the cache as is, without checking for new images")
+    p.add_argument(
+        "--features-only-cached",
+        action="store_true",
+        help="use the cache as is, without checking for new images",
+    )
     p.add_argument("--encoder", default="embedded:shapes-clip")
     p.add_argument("--lm", default="embedded:shapes-gpt2")
     p.add_argument("--mapper", choices=["mlp", "transformer"], default="transformer")
@@ -196,10 +271,17 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval-captions", help="BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap; needs Java)",
-                       description="Score predicted captions against references with pycocoevalcap.")
-    p.add_argument("--pred", required=True, help="`mmgpt2 caption --json` output, {id: caption} or COCO results")
-    p.add_argument("--refs", required=True, help="{id: [captions]} JSON, COCO captions JSON or our JSON lines")
+    p = sub.add_parser(
+        "eval-captions",
+        help="BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap; needs Java)",
+        description="Score predicted captions against references with pycocoevalcap.",
+    )
+    p.add_argument(
+        "--pred", required=True, help="`mmgpt2 caption --json` output, {id: caption} or COCO results"
+    )
+    p.add_argument(
+        "--refs", required=True, help="{id: [captions]} JSON, COCO captions JSON or our JSON lines"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 

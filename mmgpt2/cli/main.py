@@ -17,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and medical explanations, all running offline on the embedded tiny models by default.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (or set MMGPT2_DEBUG=1)")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (or set MMGPT2_DEBUG=1)"
+    )
     for name in COMMANDS:
         COMMANDS[name].register(sub)
     return parser

@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Print an explanation per image and the knowledge-graph triplets it used, with their scores.",
     )
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--model", default="chest-tiny", help="explainer folder or embedded name (default chest-tiny)")
+    p.add_argument(
+        "--model", default="chest-tiny", help="explainer folder or embedded name (default chest-tiny)"
+    )
     p.add_argument("--kg", help="knowledge-graph folder (default: the one saved with the model)")
     p.add_argument("--no-kg", action="store_true", help="explain from the image alone")
     p.add_argument("--diagnosis", help="the suspected diagnosis, e.g. 'Pleural Effusion'")
@@ -77,11 +79,18 @@ def run_explain(args: argparse.Namespace) -> int:
         else:
             good.append((path, image))
     if good:
-        outs = model.explain([im for _, im in good], diagnosis=args.diagnosis, use_kg=not args.no_kg,
-                             max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
+        outs = model.explain(
+            [im for _, im in good],
+            diagnosis=args.diagnosis,
+            use_kg=not args.no_kg,
+            max_new_tokens=args.max_new_tokens,
+            num_beams=args.num_beams,
+        )
         results = [{"image": p, **o} for (p, _), o in zip(good, outs)]
     if args.json:
-        print(json.dumps([{k: r[k] for k in ("image", "explanation", "triplets")} for r in results], indent=2))
+        print(
+            json.dumps([{k: r[k] for k in ("image", "explanation", "triplets")} for r in results], indent=2)
+        )
     else:
         for r in results:
             print(f"{r['image']}: {r['explanation']}")
@@ -116,8 +125,12 @@ def run_kg_build(args: argparse.Namespace) -> int:
         rows = _read_jsonl(args.triplets)
         bad = [n for n, r in enumerate(rows, 1) if "report" not in r]
         if bad:
-            raise Mmgpt2Error(f"{args.triplets}: rows {bad[:5]} have no 'report' field (expected {{'id', 'report'}})")
-        kg = KnowledgeGraph.from_reports([(str(r.get("id", n)), r["report"]) for n, r in enumerate(rows)], encoder, index=args.index)
+            raise Mmgpt2Error(
+                f"{args.triplets}: rows {bad[:5]} have no 'report' field (expected {{'id', 'report'}})"
+            )
+        kg = KnowledgeGraph.from_reports(
+            [(str(r.get("id", n)), r["report"]) for n, r in enumerate(rows)], encoder, index=args.index
+        )
     else:
         kg = KnowledgeGraph.from_jsonl(args.triplets, encoder, index=args.index)
     kg.save(args.out)

@@ -19,13 +19,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     dc.add_argument("videos", nargs="+", help="video files (mp4, avi, mkv, ...)")
     dc.add_argument("--model", default="shapes-video-zerota", help="saved model folder or embedded name")
-    dc.add_argument("--events", type=int, default=None, help="events to look for per video (default: the model's)")
-    dc.add_argument("--steps", type=int, default=None, help="optimisation steps per video (default: the model's)")
+    dc.add_argument(
+        "--events", type=int, default=None, help="events to look for per video (default: the model's)"
+    )
+    dc.add_argument(
+        "--steps", type=int, default=None, help="optimisation steps per video (default: the model's)"
+    )
     dc.add_argument("--json", action="store_true", help="print ActivityNet-format predictions")
     dc.add_argument("--out", help="also write the predictions JSON to this file")
     dc.add_argument("--timeline", help="draw the events of the (first) video to this PNG")
     dc.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
-    dc.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy machine)")
+    dc.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy machine)"
+    )
     dc.set_defaults(func=run_dense_caption)
 
     ev = subparsers.add_parser(
@@ -65,7 +71,9 @@ def run_dense_caption(args: argparse.Namespace) -> int:
         from mmgpt2.apps.video.model import caption_videos_distributed
 
         if not args.out:
-            raise Mmgpt2Error("under `accelerate launch` pass --out FILE: the processes merge their results there")
+            raise Mmgpt2Error(
+                "under `accelerate launch` pass --out FILE: the processes merge their results there"
+            )
         doc = caption_videos_distributed(model, args.videos, args.out)
         if doc is not None:
             print(f"wrote {len(doc['results'])} videos to {args.out}")

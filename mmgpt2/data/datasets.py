@@ -36,9 +36,13 @@ class FeatureCaptionDataset(Dataset):
                 else:
                     empty += 1
         if missing or empty:
-            warnings.warn(f"dropped {missing} images not in the feature cache and {empty} empty captions", stacklevel=2)
+            warnings.warn(
+                f"dropped {missing} images not in the feature cache and {empty} empty captions", stacklevel=2
+            )
         if not self.items:
-            raise Mmgpt2Error("no training pairs: every image was missing from the cache or every caption was empty")
+            raise Mmgpt2Error(
+                "no training pairs: every image was missing from the cache or every caption was empty"
+            )
 
     def __len__(self) -> int:
         return len(self.items)

@@ -55,12 +55,20 @@ def extract_features(
         )
     index["weights"] = weights
     if index["images"] and tokens and not index.get("tokens"):
-        raise Mmgpt2Error(f"{out}: cache was built without patch tokens; extract into a new folder with tokens=True")
+        raise Mmgpt2Error(
+            f"{out}: cache was built without patch tokens; extract into a new folder with tokens=True"
+        )
     index["encoder"] = encoder.spec
     index["tokens"] = bool(index.get("tokens", tokens) if index["images"] else tokens)
     failed_path = out / "failed.jsonl"
-    failed = {json.loads(x)["image"] for x in failed_path.read_text().splitlines()} if failed_path.is_file() else set()
-    todo = [p for p in dict.fromkeys(str(p) for p in image_paths) if p not in index["images"] and p not in failed]
+    failed = (
+        {json.loads(x)["image"] for x in failed_path.read_text().splitlines()}
+        if failed_path.is_file()
+        else set()
+    )
+    todo = [
+        p for p in dict.fromkeys(str(p) for p in image_paths) if p not in index["images"] and p not in failed
+    ]
 
     bar = tqdm(total=len(todo), desc="encoding images", unit="img", disable=not progress)
     for start in range(0, len(todo), shard_size):
@@ -125,7 +133,9 @@ class FeatureStore:
         try:
             shard, row = self.index["images"][str(image)]
         except KeyError:
-            raise KeyError(f"{image}: not in feature cache {self.folder} (skipped as unreadable, or not extracted)") from None
+            raise KeyError(
+                f"{image}: not in feature cache {self.folder} (skipped as unreadable, or not extracted)"
+            ) from None
         return self._shards[shard][key][row].float()
 
     def pooled(self, image: str) -> torch.Tensor:

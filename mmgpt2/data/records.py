@@ -39,19 +39,27 @@ def read_jsonl(path: str | os.PathLike) -> list[CaptionRecord]:
         except json.JSONDecodeError as err:
             raise Mmgpt2Error(f"{path}:{n}: not valid JSON ({err.msg})") from err
         if not isinstance(row, dict) or "image" not in row:
-            raise Mmgpt2Error(f'{path}:{n}: each line needs an "image" field and a "caption" or "captions" field')
+            raise Mmgpt2Error(
+                f'{path}:{n}: each line needs an "image" field and a "caption" or "captions" field'
+            )
         captions = row.get("captions", [row["caption"]] if "caption" in row else None)
         if captions is None:
             raise Mmgpt2Error(f'{path}:{n}: no "caption" or "captions" field')
-        image = str((path.parent / row["image"]).resolve()) if not os.path.isabs(row["image"]) else row["image"]
-        record = by_image.setdefault(image, CaptionRecord(image=image, captions=[], id=str(row.get("id", image))))
+        image = (
+            str((path.parent / row["image"]).resolve()) if not os.path.isabs(row["image"]) else row["image"]
+        )
+        record = by_image.setdefault(
+            image, CaptionRecord(image=image, captions=[], id=str(row.get("id", image)))
+        )
         record.captions.extend(str(c) for c in captions)
         extra = {k: v for k, v in row.items() if k not in ("image", "caption", "captions", "id")}
         record.meta.update(extra)
     return list(by_image.values())
 
 
-def read_coco_karpathy(path: str | os.PathLike, image_root: str | os.PathLike, split: str = "train") -> list[CaptionRecord]:
+def read_coco_karpathy(
+    path: str | os.PathLike, image_root: str | os.PathLike, split: str = "train"
+) -> list[CaptionRecord]:
     """Read Karpathy's ``dataset_coco.json``; ``split="train"`` also takes ``restval`` as is customary.
 
     Example:
@@ -68,11 +76,15 @@ def read_coco_karpathy(path: str | os.PathLike, image_root: str | os.PathLike, s
             continue
         captions = [s.get("raw") or " ".join(s["tokens"]) for s in im["sentences"]]
         image = root / im.get("filepath", "") / im["filename"]
-        out.append(CaptionRecord(image=str(image), captions=captions, id=str(im.get("cocoid", im["filename"]))))
+        out.append(
+            CaptionRecord(image=str(image), captions=captions, id=str(im.get("cocoid", im["filename"])))
+        )
     return out
 
 
-def read_captions(path: str | os.PathLike, image_root: str | os.PathLike | None = None, split: str = "train") -> list[CaptionRecord]:
+def read_captions(
+    path: str | os.PathLike, image_root: str | os.PathLike | None = None, split: str = "train"
+) -> list[CaptionRecord]:
     """Dispatch on the file: Karpathy JSON (``dataset_coco.json``) or our JSON lines."""
     path = Path(path)
     if path.suffix == ".json":

@@ -18,6 +18,8 @@ from mmgpt2.paths import assets_dir
 def examples_dir() -> Path:
     """The embedded example images and user histories (`mmgpt2.paths.assets_dir` / examples)."""
     return assets_dir() / "examples"
+
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".avi", ".mkv")
 #: Shipped files whose name contains one of these are X-rays, not shapes pictures.
@@ -59,7 +61,10 @@ def example_images(n: int = 4) -> list[str]:
 
     rng = random.Random(0)
     folder = cache_dir() / "shapes"
-    return [str(_save_png(shapes.render(shapes.make_scene(rng), size=128), folder / f"shapes_{i}.png")) for i in range(n)]
+    return [
+        str(_save_png(shapes.render(shapes.make_scene(rng), size=128), folder / f"shapes_{i}.png"))
+        for i in range(n)
+    ]
 
 
 def example_histories(n: int = 4, max_lines: int = 20) -> list[tuple[str, str]]:
@@ -69,7 +74,9 @@ def example_histories(n: int = 4, max_lines: int = 20) -> list[tuple[str, str]]:
         return []
     out = []
     for path in sorted(folder.glob("*.txt"))[:n]:
-        lines = [x.strip() for x in path.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip()]
+        lines = [
+            x.strip() for x in path.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip()
+        ]
         out.append((path.stem, "\n".join(lines[:max_lines])))
     return out
 

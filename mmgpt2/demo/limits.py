@@ -93,8 +93,12 @@ def video_duration(path: str | os.PathLike) -> float:
     except DemoInputError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as err:
-        raise DemoInputError(f"{name}: not a video this demo can read ({type(err).__name__}); try an mp4 (H.264)") from err
-    raise DemoInputError(f"{name}: the container does not say how long the video is; re-encode it as mp4 (H.264)")
+        raise DemoInputError(
+            f"{name}: not a video this demo can read ({type(err).__name__}); try an mp4 (H.264)"
+        ) from err
+    raise DemoInputError(
+        f"{name}: the container does not say how long the video is; re-encode it as mp4 (H.264)"
+    )
 
 
 def check_video(path: str | os.PathLike | None, limits: DemoLimits) -> Path:
@@ -122,7 +126,9 @@ def check_image(path: str | os.PathLike | None, limits: DemoLimits) -> Path:
     return p
 
 
-def run_with_time_cap(fn: Callable[[], T], seconds: float, lock: threading.Lock | None = None, what: str = "request") -> T:
+def run_with_time_cap(
+    fn: Callable[[], T], seconds: float, lock: threading.Lock | None = None, what: str = "request"
+) -> T:
     """Run `fn` (holding `lock`), but give up waiting after `seconds` with a clear `DemoInputError`.
 
     Python threads cannot be killed, so a run that overruns finishes in the background; it keeps
@@ -165,5 +171,9 @@ def user_errors(what: str) -> Iterator[None]:
 
     try:
         yield
-    except (Mmgpt2Error, FileNotFoundError, LookupError) as err:  # DemoInputError, ImageError, VideoError, ...
+    except (
+        Mmgpt2Error,
+        FileNotFoundError,
+        LookupError,
+    ) as err:  # DemoInputError, ImageError, VideoError, ...
         raise gr.Error(str(err), title=f"Cannot {what}", print_exception=False) from err

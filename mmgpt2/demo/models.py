@@ -73,7 +73,9 @@ class ModelRegistry:
         """The folder of model `name` (`ModelNotInstalled` if there is none)."""
         folders = self._folders()
         if name not in folders:
-            raise ModelNotInstalled(f"model {name!r} is not installed; known: {', '.join(sorted(folders)) or 'none'}")
+            raise ModelNotInstalled(
+                f"model {name!r} is not installed; known: {', '.join(sorted(folders)) or 'none'}"
+            )
         return folders[name]
 
     def choices(self, task: str) -> list[str]:
@@ -136,7 +138,9 @@ class ModelRegistry:
         from mmgpt2.registry import PIPELINES
 
         if config.get("type") not in PIPELINES:
-            raise ModelNotInstalled(f"{folder}: unknown model type {config.get('type')!r}; known: {PIPELINES.names()}")
+            raise ModelNotInstalled(
+                f"{folder}: unknown model type {config.get('type')!r}; known: {PIPELINES.names()}"
+            )
         return PIPELINES[config["type"]].from_pretrained(folder, device=self.device, encoder=encoder, lm=lm)
 
     def loaded(self) -> list[str]:

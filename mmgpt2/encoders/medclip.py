@@ -47,9 +47,13 @@ def _load_state(folder: Path) -> dict[str, torch.Tensor]:
         try:  # never unpickle arbitrary objects: tensors only
             state = torch.load(pt, map_location="cpu", weights_only=True)
         except Exception as err:
-            raise Mmgpt2Error(f"{pt}: not a plain tensor state dict that loads with weights_only=True ({err})") from err
+            raise Mmgpt2Error(
+                f"{pt}: not a plain tensor state dict that loads with weights_only=True ({err})"
+            ) from err
     else:
-        raise FileNotFoundError(f"{folder}: no pytorch_model.bin or model.safetensors (a MedCLIP checkpoint folder)")
+        raise FileNotFoundError(
+            f"{folder}: no pytorch_model.bin or model.safetensors (a MedCLIP checkpoint folder)"
+        )
     if not isinstance(state, dict):
         raise Mmgpt2Error(f"{folder}: the checkpoint holds a {type(state).__name__}, not a state dict")
     return {re.sub(r"^module\.", "", k): v.float() for k, v in state.items()}
@@ -71,10 +75,19 @@ def _bert_config(folder: Path, weights: dict[str, torch.Tensor]):
         types = weights["embeddings.token_type_embeddings.weight"].shape[0]
         inter = weights["encoder.layer.0.intermediate.dense.weight"].shape[0]
     except KeyError as err:
-        raise Mmgpt2Error(f"{folder}: no text_model.model.{err.args[0]} in the checkpoint; is it a MedCLIP model?") from None
+        raise Mmgpt2Error(
+            f"{folder}: no text_model.model.{err.args[0]} in the checkpoint; is it a MedCLIP model?"
+        ) from None
     layers = 1 + max(int(k.split(".")[2]) for k in weights if k.startswith("encoder.layer."))
-    return BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=max(1, hidden // 64),
-                      intermediate_size=inter, max_position_embeddings=positions, type_vocab_size=types)
+    return BertConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 64),
+        intermediate_size=inter,
+        max_position_embeddings=positions,
+        type_vocab_size=types,
+    )
 
 
 def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str, folder: Path) -> None:
@@ -83,11 +96,23 @@ def _load_strict(module: nn.Module, state: dict[str, torch.Tensor], what: str, f
     skip = re.compile(r"(position_ids|relative_position_index)$")
     missing = [k for k in own if k not in state and not skip.search(k)]
     unexpected = [k for k in state if k not in own and not skip.search(k)]
-    shapes = [f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or shapes:
-        detail = "; ".join([*(f"missing {k}" for k in missing[:4]), *(f"unexpected {k}" for k in unexpected[:4]), *shapes[:4]])
-        raise Mmgpt2Error(f"{folder}: the {what} weights do not fit the rebuilt model ({detail}); "
-                         f"check vision_config.json / text_config.json")
+        detail = "; ".join(
+            [
+                *(f"missing {k}" for k in missing[:4]),
+                *(f"unexpected {k}" for k in unexpected[:4]),
+                *shapes[:4],
+            ]
+        )
+        raise Mmgpt2Error(
+            f"{folder}: the {what} weights do not fit the rebuilt model ({detail}); "
+            f"check vision_config.json / text_config.json"
+        )
     module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
@@ -107,12 +132,16 @@ class MedClipEncoder(VisionEncoder):
 
         folder = Path(folder)
         if not folder.is_dir():
-            raise FileNotFoundError(f"medclip:{folder}: no such folder (a MedCLIP checkpoint folder, see mmgpt2.encoders.medclip)")
+            raise FileNotFoundError(
+                f"medclip:{folder}: no such folder (a MedCLIP checkpoint folder, see mmgpt2.encoders.medclip)"
+            )
         self.spec = spec or f"medclip:{folder}"
         state = _load_state(folder)
         vision_state, text_state = _sub(state, "vision_model."), _sub(state, "text_model.")
         if "projection_head.weight" not in vision_state or "projection_head.weight" not in text_state:
-            raise Mmgpt2Error(f"{folder}: no vision_model/text_model projection_head weights; is this a MedCLIP ViT checkpoint?")
+            raise Mmgpt2Error(
+                f"{folder}: no vision_model/text_model projection_head weights; is this a MedCLIP ViT checkpoint?"
+            )
 
         vpath = folder / "vision_config.json"
         vcfg = SwinConfig.from_dict(json.loads(vpath.read_text())) if vpath.is_file() else SwinConfig()
@@ -123,7 +152,9 @@ class MedClipEncoder(VisionEncoder):
         self.vision_proj.weight.data.copy_(pw)
 
         bert_weights = _sub(text_state, "model.")
-        self.text = BertModel(_bert_config(folder, bert_weights), add_pooling_layer="pooler.dense.weight" in bert_weights)
+        self.text = BertModel(
+            _bert_config(folder, bert_weights), add_pooling_layer="pooler.dense.weight" in bert_weights
+        )
         _load_strict(self.text, bert_weights, "BERT text", folder)
         tw = text_state["projection_head.weight"]
         self.text_proj = nn.Linear(tw.shape[1], tw.shape[0], bias="projection_head.bias" in text_state)
@@ -150,13 +181,15 @@ class MedClipEncoder(VisionEncoder):
         mean, std = float(meta.get("mean", IMG_MEAN)), float(meta.get("std", IMG_STD))
         self.max_length = int(meta.get("max_length", 77))
         # MedCLIP sees grayscale X-rays replicated to three channels.
-        self.preprocess = transforms.Compose([
-            transforms.Grayscale(num_output_channels=3),
-            transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
-            transforms.CenterCrop(size),
-            transforms.ToTensor(),
-            transforms.Normalize([mean] * 3, [std] * 3),
-        ])
+        self.preprocess = transforms.Compose(
+            [
+                transforms.Grayscale(num_output_channels=3),
+                transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
+                transforms.CenterCrop(size),
+                transforms.ToTensor(),
+                transforms.Normalize([mean] * 3, [std] * 3),
+            ]
+        )
         self.embed_dim = int(pw.shape[0])
         self.token_dim = int(self.vision.num_features)
         self.freeze()
@@ -166,8 +199,12 @@ class MedClipEncoder(VisionEncoder):
         return self.vision_proj(out.pooler_output), out.last_hidden_state
 
     def _encode_text(self, texts: list[str]) -> torch.Tensor:
-        batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(self.device)
-        out = self.text(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.device)
+        out = self.text(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True
+        )
         hs = out.hidden_states
         layers = torch.stack([hs[1], hs[2], hs[-1]])  # (3, B, T, H): MedCLIP's "1+2+last layer"
         mask = batch["attention_mask"][None, :, :, None].to(layers.dtype)

@@ -64,7 +64,9 @@ def score_caption_groups(
     for name, (predictions, _) in groups.items():
         res = {i: res_all[(name, i)] for i in predictions}
         gts = {i: gts_all[(name, i)] for i in predictions}
-        res = {i: c if c and c[0].strip() else ["<empty>"] for i, c in res.items()}  # scorers reject empty lists
+        res = {
+            i: c if c and c[0].strip() else ["<empty>"] for i, c in res.items()
+        }  # scorers reject empty lists
         scores: dict[str, float] = {}
         if any(m.startswith("BLEU") for m in metrics):
             bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)

@@ -73,20 +73,28 @@ def load_json(path: str | os.PathLike) -> Any:
 def _check_predictions(pred: dict, source: str) -> dict[str, list[dict]]:
     results = pred.get("results") if isinstance(pred, dict) else None
     if not isinstance(results, dict):
-        raise Mmgpt2Error(f"{source}: predictions need a 'results' object {{video_id: [{{sentence, timestamp}}]}}")
+        raise Mmgpt2Error(
+            f"{source}: predictions need a 'results' object {{video_id: [{{sentence, timestamp}}]}}"
+        )
     for vid, events in results.items():
         for i, ev in enumerate(events):
             ts = ev.get("timestamp") if isinstance(ev, dict) else None
             if not isinstance(ts, (list, tuple)) or len(ts) != 2 or "sentence" not in ev:
-                raise Mmgpt2Error(f"{source}: results[{vid!r}][{i}] needs 'sentence' and 'timestamp': [start, end]")
+                raise Mmgpt2Error(
+                    f"{source}: results[{vid!r}][{i}] needs 'sentence' and 'timestamp': [start, end]"
+                )
     return results
 
 
 def _check_truth(gt: dict, source: str) -> dict[str, dict]:
     if not isinstance(gt, dict) or not gt:
-        raise Mmgpt2Error(f"{source}: ground truth must be a non-empty {{video_id: {{timestamps, sentences}}}} object")
+        raise Mmgpt2Error(
+            f"{source}: ground truth must be a non-empty {{video_id: {{timestamps, sentences}}}} object"
+        )
     for vid, entry in gt.items():
-        if not isinstance(entry, dict) or len(entry.get("timestamps", [])) != len(entry.get("sentences", [None])):
+        if not isinstance(entry, dict) or len(entry.get("timestamps", [])) != len(
+            entry.get("sentences", [None])
+        ):
             raise Mmgpt2Error(f"{source}: {vid!r} needs 'timestamps' and 'sentences' of equal length")
     return gt
 
@@ -179,7 +187,9 @@ def evaluate_dense(
         flat = {f"{vid}#{i}": pair for vid, pairs in pairs_by_video.items() for i, pair in enumerate(pairs)}
         cider_of = {}
         if flat:
-            _, scores = cider.compute_score({k: v[1] for k, v in flat.items()}, {k: [v[0]] for k, v in flat.items()})
+            _, scores = cider.compute_score(
+                {k: v[1] for k, v in flat.items()}, {k: [v[0]] for k, v in flat.items()}
+            )
             cider_of = dict(zip(flat, np.atleast_1d(scores)))
         for vid in videos:
             pairs = pairs_by_video.get(vid)
@@ -203,7 +213,8 @@ def evaluate_dense(
             "CIDEr": float(np.mean(cid)),
         }
     scores: dict[str, Any] = {
-        k: float(np.mean([v[k] for v in per_tiou.values()])) for k in ("Precision", "Recall", "F1", "METEOR", "Bleu_4", "CIDEr")
+        k: float(np.mean([v[k] for v in per_tiou.values()]))
+        for k in ("Precision", "Recall", "F1", "METEOR", "Bleu_4", "CIDEr")
     }
     scores["per_tiou"] = per_tiou
     if soda:
@@ -232,7 +243,9 @@ def _soda_c(results: dict, gts: list[dict], videos: list[str], meteor) -> float:
         per_video.append(
             max(
                 (
-                    soda_c_video(results.get(vid, []), gt[vid], lambda i, j, v=vid, g=g: pair_score[f"{v}#{g}#{i}#{j}"])
+                    soda_c_video(
+                        results.get(vid, []), gt[vid], lambda i, j, v=vid, g=g: pair_score[f"{v}#{g}#{i}#{j}"]
+                    )
                     for g, gt in enumerate(gts)
                     if vid in gt
                 ),
@@ -242,7 +255,9 @@ def _soda_c(results: dict, gts: list[dict], videos: list[str], meteor) -> float:
     return float(np.mean(per_video)) if per_video else 0.0
 
 
-def evaluate_dense_files(pred_path: str | os.PathLike, gt_paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
+def evaluate_dense_files(
+    pred_path: str | os.PathLike, gt_paths: Sequence[str | os.PathLike]
+) -> dict[str, Any]:
     """`evaluate_dense` on files, with errors that name the file."""
     pred = load_json(pred_path)
     _check_predictions(pred, str(pred_path))

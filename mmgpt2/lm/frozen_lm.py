@@ -73,7 +73,9 @@ class FrozenLM(nn.Module):
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
 
-    def _fit_to_context(self, prefix_len: int, prompt: list[int], target: list[int]) -> tuple[list[int], list[int]]:
+    def _fit_to_context(
+        self, prefix_len: int, prompt: list[int], target: list[int]
+    ) -> tuple[list[int], list[int]]:
         room = self.max_positions - prefix_len
         if len(prompt) + len(target) <= room:
             return prompt, target
@@ -120,7 +122,12 @@ class FrozenLM(nn.Module):
             if t:
                 labels[i, start + k + len(p) : start + n] = ids[len(p) :]
         position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        return {"inputs_embeds": inputs, "attention_mask": mask, "position_ids": position_ids, "labels": labels}
+        return {
+            "inputs_embeds": inputs,
+            "attention_mask": mask,
+            "position_ids": position_ids,
+            "labels": labels,
+        }
 
     def forward(self, **inputs) -> torch.Tensor:
         """Logits (B, T, V) for prepared inputs (see `build_inputs`)."""
@@ -138,7 +145,9 @@ class FrozenLM(nn.Module):
             if isinstance(t, str) and not t.strip():
                 raise Mmgpt2Error(f"caption {i} is empty; every training caption needs at least one word")
         target_ids = self.tokenize(targets, add_eos=True) if isinstance(targets[0], str) else targets
-        prompt_ids = self.tokenize(prompts) if prompts is not None and isinstance(prompts[0], str) else prompts
+        prompt_ids = (
+            self.tokenize(prompts) if prompts is not None and isinstance(prompts[0], str) else prompts
+        )
         batch = self.build_inputs(prefix_embeds, prompt_ids, target_ids)
         next_labels = batch.pop("labels")[:, 1:]
         hidden = self.model.base_model(**batch).last_hidden_state[:, :-1]
@@ -198,7 +207,9 @@ def load_lm(spec: str, device: str | None = None) -> FrozenLM:
         from mmgpt2.lm.tokenizer import fallback_tokenizer
 
         if rest not in ("gpt2", "gpt2-124m"):
-            raise Mmgpt2Error(f"random:{rest}: only the 124M 'gpt2' architecture is offered with random weights")
+            raise Mmgpt2Error(
+                f"random:{rest}: only the 124M 'gpt2' architecture is offered with random weights"
+            )
         torch.manual_seed(0)
         model = GPT2LMHeadModel(GPT2Config())
         tokenizer = fallback_tokenizer()

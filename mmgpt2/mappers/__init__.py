@@ -34,7 +34,9 @@ def build_mapper(config: dict[str, Any] | Any, source: str | None = None) -> nn.
     if dataclasses.is_dataclass(config):
         config = dataclasses.asdict(config)
     if not isinstance(config, dict):
-        raise ConfigError(f"{source or 'mapper'}: a mapper config must be a JSON object, not {type(config).__name__}")
+        raise ConfigError(
+            f"{source or 'mapper'}: a mapper config must be a JSON object, not {type(config).__name__}"
+        )
     try:
         module_cls = MAPPERS[config.get("type")]
     except UnknownName as err:

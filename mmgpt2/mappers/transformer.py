@@ -22,7 +22,9 @@ class TransformerMapperConfig(Config):
     clip_length: int = field(default=10, metadata={"min": 1})  # L: tokens the pooled feature is projected to
     num_layers: int = field(default=8, metadata={"min": 1})
     num_heads: int = field(default=8, metadata={"min": 1})
-    dropout: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})  # 0 keeps resumed training bit-identical to an uninterrupted run
+    dropout: float = field(
+        default=0.0, metadata={"min": 0.0, "max": 1.0}
+    )  # 0 keeps resumed training bit-identical to an uninterrupted run
     type: str = "transformer"
 
 
@@ -42,7 +44,12 @@ class TransformerMapper(nn.Module):
         self.project = nn.Linear(config.input_dim, config.clip_length * d)
         self.prefix_const = nn.Parameter(torch.randn(config.prefix_length, d))
         layer = nn.TransformerEncoderLayer(
-            d, config.num_heads, dim_feedforward=2 * d, dropout=config.dropout, batch_first=True, norm_first=True
+            d,
+            config.num_heads,
+            dim_feedforward=2 * d,
+            dropout=config.dropout,
+            batch_first=True,
+            norm_first=True,
         )
         self.transformer = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
 

@@ -77,7 +77,12 @@ def train(
 
     sampler = EpochShuffleSampler(len(dataset), config.seed)
     loader = DataLoader(
-        dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate_fn, num_workers=config.num_workers, drop_last=False
+        dataset,
+        batch_size=config.batch_size,
+        sampler=sampler,
+        collate_fn=collate_fn,
+        num_workers=config.num_workers,
+        drop_last=False,
     )
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -99,7 +104,13 @@ def train(
     wrapped, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     wrapped.train()
     seen: list[int] = []
-    bar = tqdm(total=total, initial=step, desc="training", unit="step", disable=not (config.progress and accelerator.is_main_process))
+    bar = tqdm(
+        total=total,
+        initial=step,
+        desc="training",
+        unit="step",
+        disable=not (config.progress and accelerator.is_main_process),
+    )
     epoch = start_epoch
     while step < total:
         loader.set_epoch(epoch)  # accelerate passes it on to its copy of our sampler
@@ -123,7 +134,16 @@ def train(
             bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
             last_in_epoch = done_in_epoch >= steps_per_epoch
             if step % config.save_every == 0 or step >= total:
-                _checkpoint(accelerator, model, optimizer, scheduler, ckpt_dir, step, epoch + last_in_epoch, 0 if last_in_epoch else done_in_epoch)
+                _checkpoint(
+                    accelerator,
+                    model,
+                    optimizer,
+                    scheduler,
+                    ckpt_dir,
+                    step,
+                    epoch + last_in_epoch,
+                    0 if last_in_epoch else done_in_epoch,
+                )
             if step >= total:
                 break
         epoch += 1
@@ -138,7 +158,9 @@ def train(
     return final
 
 
-def _checkpoint(accelerator, model, optimizer, scheduler, folder: Path, step: int, epoch: int, batches_in_epoch: int) -> None:
+def _checkpoint(
+    accelerator, model, optimizer, scheduler, folder: Path, step: int, epoch: int, batches_in_epoch: int
+) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_training_state(folder, model, optimizer, scheduler, step, epoch, batches_in_epoch)

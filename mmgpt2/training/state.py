@@ -19,10 +19,15 @@ from safetensors.torch import load_file, save_file
 from mmgpt2.checkpoint import copy_folder_atomic
 
 
-def save_training_state(folder: Path, model, optimizer, scheduler, step: int, epoch: int, batches_in_epoch: int) -> None:
+def save_training_state(
+    folder: Path, model, optimizer, scheduler, step: int, epoch: int, batches_in_epoch: int
+) -> None:
     tmp = folder.with_name(f".{folder.name}.writing")
     tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous().cpu() for k, v in model.trainable_state_dict().items()}, str(tmp / "model.safetensors"))
+    save_file(
+        {k: v.contiguous().cpu() for k, v in model.trainable_state_dict().items()},
+        str(tmp / "model.safetensors"),
+    )
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     save_file({"torch_cpu": torch.get_rng_state()}, str(tmp / "rng.safetensors"))

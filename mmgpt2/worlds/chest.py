@@ -84,11 +84,15 @@ class ChestCase:
         """A short free-text report (findings + impression)."""
         if self.kind is None:
             return rng.choice(
-                ["The lungs are clear. Heart size is normal. No pleural effusion or pneumothorax.",
-                 "No acute cardiopulmonary process. The lungs are clear and the heart is normal in size."]
+                [
+                    "The lungs are clear. Heart size is normal. No pleural effusion or pneumothorax.",
+                    "No acute cardiopulmonary process. The lungs are clear and the heart is normal in size.",
+                ]
             )
         opener = rng.choice(["There is", "Frontal view shows", "The radiograph demonstrates"])
-        tail = rng.choice(["No other acute abnormality.", "The remaining lung is clear.", "Bones are unremarkable."])
+        tail = rng.choice(
+            ["No other acute abnormality.", "The remaining lung is clear.", "Bones are unremarkable."]
+        )
         return f"{opener} {self.finding}, suggestive of {self.diagnosis.lower()}. {tail}"
 
     def explanation(self, rng: random.Random) -> str:
@@ -117,7 +121,9 @@ def triplet_line(case: ChestCase) -> str:
     return triplet_text(*case.triplets()[0]) if case.kind else ""
 
 
-def distractor_triplets(case: ChestCase, rng: random.Random, n: int = 7, miss_rate: float = 0.05) -> list[str]:
+def distractor_triplets(
+    case: ChestCase, rng: random.Random, n: int = 7, miss_rate: float = 0.05
+) -> list[str]:
     """`n` triplet lines the way retrieval returns them: usually the case's own first, then near misses.
 
     Near misses share the finding kind (other side or severity); the rest are random. Used to
@@ -168,7 +174,9 @@ def render_case(case: ChestCase, rng: random.Random, size: int = IMAGE_SIZE) -> 
     jit = (rng.randint(-2, 2) * s // 96, rng.randint(-2, 2) * s // 96)
     img = Image.new("L", (s, s), 20)
     d = ImageDraw.Draw(img)
-    d.ellipse((int(0.05 * s), int(0.08 * s), int(0.95 * s), int(1.1 * s)), fill=rng.randint(115, 135))  # soft tissue
+    d.ellipse(
+        (int(0.05 * s), int(0.08 * s), int(0.95 * s), int(1.1 * s)), fill=rng.randint(115, 135)
+    )  # soft tissue
     lungs = {side: _lung_box(side, s, jit) for side in ("right", "left")}
     for box in lungs.values():
         d.ellipse(box, fill=rng.randint(40, 55))
@@ -203,7 +211,14 @@ def render_case(case: ChestCase, rng: random.Random, size: int = IMAGE_SIZE) -> 
         hd = ImageDraw.Draw(haze)
         for b in lungs.values():
             hd.ellipse(b, fill=int(45 * scale + 20))
-        img = Image.fromarray(np.clip(np.asarray(img, np.int16) + np.asarray(haze.filter(ImageFilter.GaussianBlur(s / 24)), np.int16), 0, 255).astype(np.uint8))
+        img = Image.fromarray(
+            np.clip(
+                np.asarray(img, np.int16)
+                + np.asarray(haze.filter(ImageFilter.GaussianBlur(s / 24)), np.int16),
+                0,
+                255,
+            ).astype(np.uint8)
+        )
         d = ImageDraw.Draw(img)
     elif k == "nodule":
         r = s * 0.035 * (scale + 0.4)
@@ -220,7 +235,9 @@ def render_case(case: ChestCase, rng: random.Random, size: int = IMAGE_SIZE) -> 
 
 
 # --- the dataset on disk --------------------------------------------------------------------------
-def make_records(n: int, seed: int, out: str | os.PathLike | None = None, size: int = IMAGE_SIZE) -> list[dict]:
+def make_records(
+    n: int, seed: int, out: str | os.PathLike | None = None, size: int = IMAGE_SIZE
+) -> list[dict]:
     """`n` cases as records; with `out`, also write `images/*.png` and `records.jsonl` there.
 
     Each record: ``{"id", "image", "diagnosis", "findings", "explanation", "report", "triplets",

@@ -396,10 +396,19 @@ def hard_negative(rng: random.Random, scene: Scene) -> Scene:
         >>> captions(hard_negative(random.Random(1), scene))[0] != captions(scene)[0]
         True
     """
-    if len(scene.objects) == 2 and scene.objects[0].phrase() != scene.objects[1].phrase() and rng.random() < 0.25:
+    if (
+        len(scene.objects) == 2
+        and scene.objects[0].phrase() != scene.objects[1].phrase()
+        and rng.random() < 0.25
+    ):
         a, b = scene.objects
         swapped = (replace(a, position=b.position), replace(b, position=a.position))
-        return replace(scene, objects=swapped, relation=INVERSE_ANY[scene.relation or ""], noise_seed=rng.randrange(2**31))
+        return replace(
+            scene,
+            objects=swapped,
+            relation=INVERSE_ANY[scene.relation or ""],
+            noise_seed=rng.randrange(2**31),
+        )
     choices = {"shape": SHAPES, "color": tuple(COLORS), "size": tuple(SIZES)}
     i = rng.randrange(len(scene.objects))
     obj = scene.objects[i]

@@ -41,7 +41,24 @@ Style = tuple[str, str, str]  # (opener, order, ending)
 
 
 def _styles() -> tuple[dict[str, Style], dict[str, Style]]:
-    names = ["ada", "bo", "cy", "dee", "eli", "fay", "gus", "hal", "ivy", "jo", "kai", "lu", "max", "nia", "oz", "pia"]
+    names = [
+        "ada",
+        "bo",
+        "cy",
+        "dee",
+        "eli",
+        "fay",
+        "gus",
+        "hal",
+        "ivy",
+        "jo",
+        "kai",
+        "lu",
+        "max",
+        "nia",
+        "oz",
+        "pia",
+    ]
     openers, orders, endings = list(OPENERS), list(ORDERS), list(ENDINGS)
     # i -> (i % 4, i % 3, i // 4): 16 distinct styles, every axis value used by several users.
     train = {n: (openers[i % 4], orders[i % 3], endings[i // 4]) for i, n in enumerate(names)}
@@ -71,7 +88,14 @@ def _alt(words) -> str:
     return "(?:" + "|".join(re.escape(w) for w in words) + ")"
 
 
-_SLOTS = {"size": _alt(SIZES), "color": _alt(COLORS), "shape": _alt(SHAPES), "pos": _alt(POSITION_PHRASES.values())}
+_SLOTS = {
+    "size": _alt(SIZES),
+    "color": _alt(COLORS),
+    "shape": _alt(SHAPES),
+    "pos": _alt(POSITION_PHRASES.values()),
+}
+
+
 def _compile(style: Style) -> re.Pattern:
     opener, order, ending = style
     body = re.escape(ORDERS[order])
@@ -137,7 +161,9 @@ def keyword_pairs(n_scenes: int, seed: int) -> list[tuple[str, str]]:
     """
     rng = random.Random(seed)
     out = []
-    attribute_words = set(SHAPES) | set(COLORS) | set(SIZES) | {w for p in POSITION_PHRASES.values() for w in p.split()}
+    attribute_words = (
+        set(SHAPES) | set(COLORS) | set(SIZES) | {w for p in POSITION_PHRASES.values() for w in p.split()}
+    )
     for _ in range(n_scenes):
         caption = _random_caption(rng)
         words = list(dict.fromkeys(caption.replace(",", "").split()))
@@ -167,9 +193,18 @@ def write(out_dir: str | os.PathLike, n: int, seed: int = 0, size: int = 64) -> 
         for i, (scene, cap) in enumerate(posts(user, n, seed)):
             name = f"{user}_{i:05d}.png"
             atomic_write(out / name, lambda p, s=scene: render(s, size).save(p, format="PNG"))
-            lines.append(json.dumps({"image": name, "captions": [cap], "user": user,
-                                     "held_out": user in HELD_OUT_USERS, "objects": scene.to_json()},
-                                    ensure_ascii=False))
+            lines.append(
+                json.dumps(
+                    {
+                        "image": name,
+                        "captions": [cap],
+                        "user": user,
+                        "held_out": user in HELD_OUT_USERS,
+                        "objects": scene.to_json(),
+                    },
+                    ensure_ascii=False,
+                )
+            )
     jsonl = out / "captions.jsonl"
     atomic_write(jsonl, lambda p: p.write_text("\n".join(lines) + "\n", encoding="utf-8"))
     return jsonl

@@ -44,11 +44,15 @@ def render_frame(scene: shapes.Scene, t: float, frame_index: int, size: int = 64
         (dx + drift * math.cos(0.9 * t + i), dy + drift * math.sin(0.7 * t + 2 * i), *rest)
         for i, (dx, dy, *rest) in enumerate(scene.jitter)
     )
-    moved = dataclasses.replace(scene, jitter=jitter, noise_seed=(scene.noise_seed + 7919 * frame_index) % 2**31)
+    moved = dataclasses.replace(
+        scene, jitter=jitter, noise_seed=(scene.noise_seed + 7919 * frame_index) % 2**31
+    )
     return shapes.render(moved, size)
 
 
-def write_clip(path: str | os.PathLike, scenes: list[shapes.Scene], cuts: list[float], fps: int = 8, size: int = 64) -> None:
+def write_clip(
+    path: str | os.PathLike, scenes: list[shapes.Scene], cuts: list[float], fps: int = 8, size: int = 64
+) -> None:
     """Encode one H.264 mp4 of `scenes` switching at `cuts` (seconds), atomically."""
     import av
 

@@ -68,7 +68,9 @@ class PrefixCaptioner(PrefixPipeline):
         return PrefixCaptionerConfig(mapper=self.mapper.config.to_dict())
 
     @classmethod
-    def from_app_config(cls, config: PrefixCaptionerConfig, encoder: VisionEncoder, lm: FrozenLM) -> dict[str, Any]:
+    def from_app_config(
+        cls, config: PrefixCaptionerConfig, encoder: VisionEncoder, lm: FrozenLM
+    ) -> dict[str, Any]:
         check_feature_size(config.mapper.get("input_dim", -1), encoder.embed_dim, encoder.spec)
         return {"mapper": build_mapper(config.mapper, source="mapper")}
 
@@ -82,7 +84,9 @@ class PrefixCaptioner(PrefixPipeline):
 
     # --- inference ------------------------------------------------------------------------------
     @torch.no_grad()
-    def caption(self, images: Sequence[ImageLike] | ImageLike, batch_size: int = 32, **gen_kwargs: Any) -> list[str]:
+    def caption(
+        self, images: Sequence[ImageLike] | ImageLike, batch_size: int = 32, **gen_kwargs: Any
+    ) -> list[str]:
         """Captions for image paths or PIL images; `gen_kwargs` as in `transformers.generate`."""
         images = as_image_list(images)
         out: list[str] = []
@@ -92,6 +96,8 @@ class PrefixCaptioner(PrefixPipeline):
         return out
 
     @torch.no_grad()
-    def caption_features(self, pooled: torch.Tensor, tokens: torch.Tensor | None = None, **gen_kwargs) -> list[str]:
+    def caption_features(
+        self, pooled: torch.Tensor, tokens: torch.Tensor | None = None, **gen_kwargs
+    ) -> list[str]:
         """Captions straight from precomputed encoder features."""
         return self.lm.generate(self.prefix(pooled, tokens), **self.generation_kwargs(gen_kwargs))

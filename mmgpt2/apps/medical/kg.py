@@ -129,7 +129,9 @@ class KnowledgeGraph:
                 raise KGError("an empty knowledge graph still needs its embedding width (dim)")
             vectors = np.zeros((0, dim), np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(self.triplets):
-            raise KGError(f"{vectors.shape[0]} vectors for {len(self.triplets)} triplets; they must match one to one")
+            raise KGError(
+                f"{vectors.shape[0]} vectors for {len(self.triplets)} triplets; they must match one to one"
+            )
         self.dim = int(vectors.shape[1])
         self.index = _build_index(_normalize(vectors), index)
 
@@ -138,7 +140,7 @@ class KnowledgeGraph:
 
     @property
     def index_kind(self) -> str:
-        """"flat" (exact) or "ivf" (approximate, for large datastores)."""
+        """ "flat" (exact) or "ivf" (approximate, for large datastores)."""
         return "ivf" if "IVF" in type(self.index).__name__ else "flat"
 
     def __repr__(self) -> str:
@@ -164,7 +166,11 @@ class KnowledgeGraph:
 
         triplets = merge_triplets(rows)
         chunks = []
-        for i in tqdm(range(0, len(triplets), batch_size), desc="embedding triplets", disable=not progress or len(triplets) <= batch_size):
+        for i in tqdm(
+            range(0, len(triplets), batch_size),
+            desc="embedding triplets",
+            disable=not progress or len(triplets) <= batch_size,
+        ):
             texts = [t.text for t in triplets[i : i + batch_size]]
             chunks.append(encoder.encode_text(texts).float().cpu().numpy())
         vectors = np.concatenate(chunks) if chunks else None
@@ -211,7 +217,11 @@ class KnowledgeGraph:
         `exclude_source` (one id, or one per batch row) drops triplets found only in that study.
         An empty graph returns no hits.
         """
-        x = image_embedding.detach().float().cpu().numpy() if isinstance(image_embedding, torch.Tensor) else np.asarray(image_embedding)
+        x = (
+            image_embedding.detach().float().cpu().numpy()
+            if isinstance(image_embedding, torch.Tensor)
+            else np.asarray(image_embedding)
+        )
         single = x.ndim == 1
         x = _normalize(x.reshape(1, -1) if single else x)
         if x.shape[1] != self.dim:
@@ -219,7 +229,11 @@ class KnowledgeGraph:
                 f"query embedding is {x.shape[1]}-d but this knowledge graph holds {self.dim}-d vectors "
                 f"from encoder {self.encoder_spec!r}; query with the same encoder"
             )
-        excludes = [exclude_source] * len(x) if exclude_source is None or isinstance(exclude_source, str) else list(exclude_source)
+        excludes = (
+            [exclude_source] * len(x)
+            if exclude_source is None or isinstance(exclude_source, str)
+            else list(exclude_source)
+        )
         if len(excludes) != len(x):
             raise KGError(f"exclude_source has {len(excludes)} entries for {len(x)} query rows")
         results: list[list[dict[str, Any]]] = [[] for _ in range(len(x))]
@@ -234,7 +248,9 @@ class KnowledgeGraph:
                 want = min(len(self), want * 4)
         return results[0] if single else results
 
-    def _keep(self, scores: np.ndarray, rows: np.ndarray, exclude: str | None, k: int) -> list[dict[str, Any]]:
+    def _keep(
+        self, scores: np.ndarray, rows: np.ndarray, exclude: str | None, k: int
+    ) -> list[dict[str, Any]]:
         hits = []
         for score, row in zip(scores.tolist(), rows.tolist()):
             if row < 0:
@@ -242,7 +258,16 @@ class KnowledgeGraph:
             t = self.triplets[row]
             if exclude is not None and t.source_ids and all(s == exclude for s in t.source_ids):
                 continue
-            hits.append({"head": t.head, "relation": t.relation, "tail": t.tail, "text": t.text, "score": float(score), "source_ids": list(t.source_ids)})
+            hits.append(
+                {
+                    "head": t.head,
+                    "relation": t.relation,
+                    "tail": t.tail,
+                    "text": t.text,
+                    "score": float(score),
+                    "source_ids": list(t.source_ids),
+                }
+            )
             if len(hits) == k:
                 break
         return hits
@@ -254,10 +279,22 @@ class KnowledgeGraph:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write(folder / INDEX_NAME, lambda p: faiss.write_index(self.index, str(p)))
-        lines = "".join(json.dumps({"head": t.head, "relation": t.relation, "tail": t.tail, "source_ids": t.source_ids}) + "\n" for t in self.triplets)
+        lines = "".join(
+            json.dumps({"head": t.head, "relation": t.relation, "tail": t.tail, "source_ids": t.source_ids})
+            + "\n"
+            for t in self.triplets
+        )
         atomic_write(folder / TRIPLETS_NAME, lambda p: p.write_text(lines, encoding="utf-8"))
-        meta = {"format": FORMAT, "version": VERSION, "encoder": self.encoder_spec, "dim": self.dim,
-                "count": len(self), "metric": "inner_product", "normalized": True, "index": self.index_kind}
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "encoder": self.encoder_spec,
+            "dim": self.dim,
+            "count": len(self),
+            "metric": "inner_product",
+            "normalized": True,
+            "index": self.index_kind,
+        }
         if self.index_kind == "ivf":
             meta["nprobe"] = int(self.index.nprobe)
         atomic_write_json(folder / META_NAME, meta)
@@ -272,33 +309,50 @@ class KnowledgeGraph:
             raise KGError(f"{folder}: no such knowledge-graph folder; build one with `mmgpt2 kg build`")
         missing = [n for n in (META_NAME, TRIPLETS_NAME, INDEX_NAME) if not (folder / n).is_file()]
         if missing:
-            raise KGError(f"{folder}: not a knowledge-graph folder, missing {', '.join(missing)}; rebuild it with `mmgpt2 kg build`")
+            raise KGError(
+                f"{folder}: not a knowledge-graph folder, missing {', '.join(missing)}; rebuild it with `mmgpt2 kg build`"
+            )
         try:
             meta = json.loads((folder / META_NAME).read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise KGError(f"{folder / META_NAME}: corrupt ({err}); rebuild the knowledge graph") from err
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise KGError(f"{folder / META_NAME}: not an mmgpt2 knowledge graph (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+            raise KGError(
+                f"{folder / META_NAME}: not an mmgpt2 knowledge graph (format {meta.get('format') if isinstance(meta, dict) else None!r})"
+            )
         if meta.get("version", 0) > VERSION:
-            raise KGError(f"{folder}: knowledge-graph format v{meta['version']} is newer than this mmgpt2 (v{VERSION}); upgrade mmgpt2")
+            raise KGError(
+                f"{folder}: knowledge-graph format v{meta['version']} is newer than this mmgpt2 (v{VERSION}); upgrade mmgpt2"
+            )
         triplets = read_triplets_jsonl(folder / TRIPLETS_NAME, merge=False)
         try:
             index = faiss.read_index(str(folder / INDEX_NAME))
         except RuntimeError as err:
-            raise KGError(f"{folder / INDEX_NAME}: corrupt FAISS index ({str(err).splitlines()[0][:200]}); rebuild the knowledge graph") from err
+            raise KGError(
+                f"{folder / INDEX_NAME}: corrupt FAISS index ({str(err).splitlines()[0][:200]}); rebuild the knowledge graph"
+            ) from err
         problems = []
         if index.ntotal != len(triplets):
-            problems.append(f"the index holds {index.ntotal} vectors but triplets.jsonl {len(triplets)} triplets")
+            problems.append(
+                f"the index holds {index.ntotal} vectors but triplets.jsonl {len(triplets)} triplets"
+            )
         if index.d != meta.get("dim"):
             problems.append(f"the index is {index.d}-d but kg.json says {meta.get('dim')}")
         if meta.get("count") != len(triplets):
-            problems.append(f"kg.json says {meta.get('count')} triplets but triplets.jsonl has {len(triplets)}")
+            problems.append(
+                f"kg.json says {meta.get('count')} triplets but triplets.jsonl has {len(triplets)}"
+            )
         if problems:
             raise KGError(f"{folder}: corrupt knowledge graph: " + "; ".join(problems) + "; rebuild it")
         if "nprobe" in meta and hasattr(index, "nprobe"):
             index.nprobe = int(meta["nprobe"])
         kg = cls.__new__(cls)
-        kg.triplets, kg.encoder_spec, kg.dim, kg.index = triplets, meta.get("encoder", ""), int(index.d), index
+        kg.triplets, kg.encoder_spec, kg.dim, kg.index = (
+            triplets,
+            meta.get("encoder", ""),
+            int(index.d),
+            index,
+        )
         return kg
 
 
@@ -314,7 +368,9 @@ def _build_index(unit: np.ndarray, kind: str):
         # ~4 sqrt(N) cells, each trained on >= 39 points as FAISS's k-means asks.
         nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))
         index = faiss.index_factory(dim, f"IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
-        sample = unit if n <= nlist * 64 else unit[np.random.default_rng(0).choice(n, nlist * 64, replace=False)]
+        sample = (
+            unit if n <= nlist * 64 else unit[np.random.default_rng(0).choice(n, nlist * 64, replace=False)]
+        )
         index.train(sample)
         index.nprobe = min(IVF_NPROBE, nlist)
     if n:
@@ -335,7 +391,9 @@ def read_triplets_jsonl(path: str | os.PathLike, merge: bool = True) -> list[Any
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as err:
-                raise KGError(f"{path}:{n}: not valid JSON ({err.msg}); each line must be one triplet object") from err
+                raise KGError(
+                    f"{path}:{n}: not valid JSON ({err.msg}); each line must be one triplet object"
+                ) from err
     if merge:
         return rows
     out = []

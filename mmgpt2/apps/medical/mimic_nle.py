@@ -66,7 +66,11 @@ class MimicNleRecord:
     def diagnosis_text(self) -> str:
         """The diagnoses as one phrase for the prompt: "edema and pleural effusion"."""
         names = [d.lower() for d in self.diagnoses]
-        return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else (names[0] if names else "")
+        return (
+            " and ".join([", ".join(names[:-1]), names[-1]])
+            if len(names) > 1
+            else (names[0] if names else "")
+        )
 
 
 def _binary(value, n: int, where: str, name: str) -> list[int]:
@@ -79,7 +83,9 @@ def parse_record(row: dict, where: str = "record") -> MimicNleRecord:
     """One JSON object -> `MimicNleRecord`; a missing or malformed field raises naming it."""
     if not isinstance(row, dict):
         raise Mmgpt2Error(f"{where}: expected a JSON object, got {type(row).__name__}")
-    missing = [k for k in ("sentence_ID", "nle", "patient_ID", "report_ID", "diagnosis_label") if k not in row]
+    missing = [
+        k for k in ("sentence_ID", "nle", "patient_ID", "report_ID", "diagnosis_label") if k not in row
+    ]
     if missing:
         raise Mmgpt2Error(f"{where}: missing field(s) {', '.join(missing)} (is this a MIMIC-NLE file?)")
     labels: dict[str, str] = {}
@@ -89,7 +95,9 @@ def parse_record(row: dict, where: str = "record") -> MimicNleRecord:
             raise Mmgpt2Error(f"{where}: img_labels must hold {len(CLASSES)} one-hot triples, got {img!r}")
         for cls, onehot in zip(CLASSES, img):
             if not isinstance(onehot, list) or len(onehot) != 3 or sorted(onehot) != [0, 0, 1]:
-                raise Mmgpt2Error(f"{where}: img_labels entry for {cls} must be one-hot [neg, unc, pos], got {onehot!r}")
+                raise Mmgpt2Error(
+                    f"{where}: img_labels entry for {cls} must be one-hot [neg, unc, pos], got {onehot!r}"
+                )
             labels[cls] = LABEL_STATES[onehot.index(1)]
     return MimicNleRecord(
         sentence_id=str(row["sentence_ID"]),
@@ -97,7 +105,9 @@ def parse_record(row: dict, where: str = "record") -> MimicNleRecord:
         patient_id=str(row["patient_ID"]),
         study_id=str(row["report_ID"]),
         diagnosis_label=_binary(row["diagnosis_label"], len(CLASSES), where, "diagnosis_label"),
-        evidence_label=_binary(row.get("evidence_label", [0] * len(CLASSES)), len(CLASSES), where, "evidence_label"),
+        evidence_label=_binary(
+            row.get("evidence_label", [0] * len(CLASSES)), len(CLASSES), where, "evidence_label"
+        ),
         image_labels=labels,
     )
 
@@ -118,7 +128,9 @@ def read_mimic_nle(path: str | os.PathLike) -> list[MimicNleRecord]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise Mmgpt2Error(f"{path}:{n}: not valid JSON ({err.msg}); MIMIC-NLE files hold one object per line") from err
+                raise Mmgpt2Error(
+                    f"{path}:{n}: not valid JSON ({err.msg}); MIMIC-NLE files hold one object per line"
+                ) from err
             out.append(parse_record(row, f"{path}:{n}"))
     return out
 

@@ -37,9 +37,13 @@ class MedicalExplainerConfig(Config):
 
     mapper: dict[str, Any] = field(default_factory=dict)  # the projector's config
     kg_k: int = field(default=7, metadata={"min": 0})  # triplets put into the prompt
-    kg_search_k: int = field(default=15, metadata={"min": 1})  # searched, before dropping the query's own study
+    kg_search_k: int = field(
+        default=15, metadata={"min": 1}
+    )  # searched, before dropping the query's own study
     # Start the LM input with GPT-2's EOS, before the prefix, as every pretraining document started.
     lead_eos: bool = False
+
+
 KG_FOLDER = "kg"
 
 
@@ -113,11 +117,16 @@ class MedicalExplainer(PrefixPipeline):
 
     def app_config(self) -> MedicalExplainerConfig:
         return MedicalExplainerConfig(
-            mapper=self.mapper.config.to_dict(), kg_k=self.kg_k, kg_search_k=self.kg_search_k, lead_eos=self.lead_eos
+            mapper=self.mapper.config.to_dict(),
+            kg_k=self.kg_k,
+            kg_search_k=self.kg_search_k,
+            lead_eos=self.lead_eos,
         )
 
     @classmethod
-    def from_app_config(cls, config: MedicalExplainerConfig, encoder: VisionEncoder, lm: FrozenLM) -> dict[str, Any]:
+    def from_app_config(
+        cls, config: MedicalExplainerConfig, encoder: VisionEncoder, lm: FrozenLM
+    ) -> dict[str, Any]:
         mapper_config = {"type": "projector", **config.mapper}
         check_feature_size(mapper_config.get("input_dim", -1), encoder.embed_dim, encoder.spec, "projector")
         return {
@@ -133,7 +142,9 @@ class MedicalExplainer(PrefixPipeline):
             self.kg.save(folder / KG_FOLDER)
 
     @classmethod
-    def from_pretrained(cls, name_or_dir, device=None, encoder=None, lm=None, strict=False, kg=None) -> MedicalExplainer:
+    def from_pretrained(
+        cls, name_or_dir, device=None, encoder=None, lm=None, strict=False, kg=None
+    ) -> MedicalExplainer:
         """Load a saved explainer; its ``kg/`` folder (or `kg`, a graph or folder) is attached."""
         model = super().from_pretrained(name_or_dir, device=device, encoder=encoder, lm=lm, strict=strict)
         if kg is not None:
@@ -164,10 +175,14 @@ class MedicalExplainer(PrefixPipeline):
         Labels cover only the explanation (and its EOS): prefix and prompt positions are -100.
         """
         targets = [" " + e.strip() for e in batch["explanations"]]
-        return self.lm.loss(self.prefix(batch["pooled"], batch.get("tokens")), targets, prompts=batch["prompts"])
+        return self.lm.loss(
+            self.prefix(batch["pooled"], batch.get("tokens")), targets, prompts=batch["prompts"]
+        )
 
     # --- retrieval --------------------------------------------------------------------------------
-    def retrieve(self, pooled: torch.Tensor, kg=None, k: int | None = None, exclude_source=None) -> list[list[dict[str, Any]]]:
+    def retrieve(
+        self, pooled: torch.Tensor, kg=None, k: int | None = None, exclude_source=None
+    ) -> list[list[dict[str, Any]]]:
         """Top-k triplets per image embedding; no graph or an empty one gives empty lists (with a warning)."""
         from mmgpt2.apps.medical.kg import warn_empty
 
@@ -182,7 +197,14 @@ class MedicalExplainer(PrefixPipeline):
             )
         return kg.query(pooled, k=k or self.kg_k, exclude_source=exclude_source, search_k=self.kg_search_k)
 
-    def prompts_for(self, pooled: torch.Tensor, diagnoses: Sequence[str | None], kg=None, use_kg: bool = True, exclude_source=None):
+    def prompts_for(
+        self,
+        pooled: torch.Tensor,
+        diagnoses: Sequence[str | None],
+        kg=None,
+        use_kg: bool = True,
+        exclude_source=None,
+    ):
         """(prompts, retrieved triplets) for a batch of pooled embeddings."""
         hits = self.retrieve(pooled, kg, exclude_source=exclude_source) if use_kg else [[] for _ in diagnoses]
         prompts = [build_prompt([h["text"] for h in hs], d) for hs, d in zip(hits, diagnoses)]
@@ -208,19 +230,27 @@ class MedicalExplainer(PrefixPipeline):
         images = as_image_list(images)
         diagnoses = list(diagnosis) if isinstance(diagnosis, (list, tuple)) else [diagnosis] * len(images)
         if len(diagnoses) != len(images):
-            raise Mmgpt2Error(f"got {len(diagnoses)} diagnoses for {len(images)} images; give one, or one per image")
+            raise Mmgpt2Error(
+                f"got {len(diagnoses)} diagnoses for {len(images)} images; give one, or one per image"
+            )
         kg = _as_kg(kg)
         out: list[dict[str, Any]] = []
         for i in range(0, len(images), batch_size):
             pooled, tokens = self.encode_images(images[i : i + batch_size])
-            out += self.explain_features(pooled, tokens, diagnoses[i : i + batch_size], kg=kg, use_kg=use_kg, **gen_kwargs)
+            out += self.explain_features(
+                pooled, tokens, diagnoses[i : i + batch_size], kg=kg, use_kg=use_kg, **gen_kwargs
+            )
         return out
 
     @torch.no_grad()
-    def explain_features(self, pooled, tokens, diagnoses, kg=None, use_kg: bool = True, exclude_source=None, **gen_kwargs) -> list[dict[str, Any]]:
+    def explain_features(
+        self, pooled, tokens, diagnoses, kg=None, use_kg: bool = True, exclude_source=None, **gen_kwargs
+    ) -> list[dict[str, Any]]:
         """`explain` from precomputed encoder features (evaluation, benchmarks)."""
         prompts, hits = self.prompts_for(pooled, diagnoses, kg, use_kg, exclude_source)
-        texts = self.lm.generate(self.prefix(pooled, tokens), prompt=prompts, **self.generation_kwargs(gen_kwargs))
+        texts = self.lm.generate(
+            self.prefix(pooled, tokens), prompt=prompts, **self.generation_kwargs(gen_kwargs)
+        )
         return [
             {
                 "explanation": t,

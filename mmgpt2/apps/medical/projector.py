@@ -50,7 +50,12 @@ class Projector(nn.Module):
         self.positions = nn.Parameter(torch.randn(config.max_tokens, d) * 0.02)
         self.queries = nn.Parameter(torch.randn(config.prefix_length, d) * 0.02)
         layer = nn.TransformerEncoderLayer(
-            d, config.num_heads, dim_feedforward=2 * d, dropout=config.dropout, batch_first=True, norm_first=True
+            d,
+            config.num_heads,
+            dim_feedforward=2 * d,
+            dropout=config.dropout,
+            batch_first=True,
+            norm_first=True,
         )
         self.transformer = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d)
@@ -61,7 +66,9 @@ class Projector(nn.Module):
         if tokens is not None:
             n = tokens.shape[1]
             if n > self.config.max_tokens:
-                raise Mmgpt2Error(f"projector: {n} patch tokens exceed max_tokens={self.config.max_tokens}; rebuild it larger")
+                raise Mmgpt2Error(
+                    f"projector: {n} patch tokens exceed max_tokens={self.config.max_tokens}; rebuild it larger"
+                )
             parts.append(self.project_tokens(tokens) + self.positions[:n])
         parts.append(self.queries.unsqueeze(0).expand(b, -1, -1))
         mixed = self.transformer(torch.cat(parts, dim=1))

@@ -50,7 +50,9 @@ def _image(image_dir: str | os.PathLike | None, pattern: str, user: str, post: s
 
 
 def read_instagram(
-    path: str | os.PathLike, image_dir: str | os.PathLike | None = None, image_pattern: str = "{post}.jpg",
+    path: str | os.PathLike,
+    image_dir: str | os.PathLike | None = None,
+    image_pattern: str = "{post}.jpg",
     with_tags: bool = False,
 ) -> list[UserPost]:
     """Posts of an Attend2u Instagram JSON file; `with_tags` appends the hashtags to the caption.
@@ -63,18 +65,26 @@ def read_instagram(
     out = []
     for user, user_posts in data.items():
         if not isinstance(user_posts, dict):
-            raise Mmgpt2Error(f"{path}: user {user!r} maps to {type(user_posts).__name__}, expected {{post_id: {{...}}}}")
+            raise Mmgpt2Error(
+                f"{path}: user {user!r} maps to {type(user_posts).__name__}, expected {{post_id: {{...}}}}"
+            )
         for post, item in user_posts.items():
             item = item if isinstance(item, dict) else {"caption": item}
             caption = _text(item.get("caption"))
             if with_tags and item.get("tags"):
                 caption = " ".join([caption] + ["#" + str(t).lstrip("#") for t in item["tags"]]).strip()
-            out.append(UserPost(str(user), _image(image_dir, image_pattern, str(user), str(post)), caption, str(post)))
+            out.append(
+                UserPost(
+                    str(user), _image(image_dir, image_pattern, str(user), str(post)), caption, str(post)
+                )
+            )
     return out
 
 
 def read_yfcc(
-    path: str | os.PathLike, image_dir: str | os.PathLike | None = None, image_pattern: str = "{post}.jpg",
+    path: str | os.PathLike,
+    image_dir: str | os.PathLike | None = None,
+    image_pattern: str = "{post}.jpg",
     field: str = "title",
 ) -> list[UserPost]:
     """Posts of an Attend2u YFCC100M JSON file; the caption is `field` ("title" or "description").
@@ -88,12 +98,16 @@ def read_yfcc(
     out = []
     for user, items in data.items():
         if not isinstance(items, list):
-            raise Mmgpt2Error(f"{path}: user {user!r} maps to {type(items).__name__}, expected a list of photos")
+            raise Mmgpt2Error(
+                f"{path}: user {user!r} maps to {type(items).__name__}, expected a list of photos"
+            )
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise Mmgpt2Error(f"{path}: user {user!r} photo {i} is not an object")
             post = str(item.get("photo_id", item.get("id", f"{user}_{i}")))
-            caption = _text(item.get(field)) or _text(item.get("description" if field == "title" else "title"))
+            caption = _text(item.get(field)) or _text(
+                item.get("description" if field == "title" else "title")
+            )
             out.append(UserPost(str(user), _image(image_dir, image_pattern, str(user), post), caption, post))
     return out
 
@@ -132,7 +146,10 @@ def split_posts(
 
 
 def load_attend2u_splits(
-    files: dict[str, str | os.PathLike], kind: str = "instagram", image_dir: str | os.PathLike | None = None, **kwargs
+    files: dict[str, str | os.PathLike],
+    kind: str = "instagram",
+    image_dir: str | os.PathLike | None = None,
+    **kwargs,
 ) -> dict[str, list[UserPost]]:
     """Read the shipped split files, e.g. ``{"train": ..., "test1": ..., "test2": ...}``, and check them.
 
@@ -147,10 +164,14 @@ def load_attend2u_splits(
     if "train" in splits:
         leaked = sorted({p.user for p in splits.get("test1", [])} & train_users)
         if leaked:
-            raise Mmgpt2Error(f"{files['test1']}: test1 must hold unseen users, but {len(leaked)} are in train: {leaked[:5]}")
+            raise Mmgpt2Error(
+                f"{files['test1']}: test1 must hold unseen users, but {len(leaked)} are in train: {leaked[:5]}"
+            )
         strangers = sorted({p.user for p in splits.get("test2", [])} - train_users)
         if strangers:
-            raise Mmgpt2Error(f"{files['test2']}: test2 users must appear in train; {len(strangers)} do not: {strangers[:5]}")
+            raise Mmgpt2Error(
+                f"{files['test2']}: test2 users must appear in train; {len(strangers)} do not: {strangers[:5]}"
+            )
     return splits
 
 

@@ -84,7 +84,9 @@ class UserContextModel:
         scored.sort(key=lambda sw: (-sw[0], sw[1]))
         return [w for _, w in scored[:n]]
 
-    def context(self, posts: Iterable[str], top_n: int | None = None, max_posts: int = MAX_POSTS) -> list[str]:
+    def context(
+        self, posts: Iterable[str], top_n: int | None = None, max_posts: int = MAX_POSTS
+    ) -> list[str]:
         """Context words of a user from the posts given (pass only posts other than the captioned one)."""
         if not self.num_users:
             raise Mmgpt2Error("UserContextModel is not fitted: call fit(training_users) or load a user store")
@@ -112,5 +114,8 @@ class UserContextModel:
 
     @classmethod
     def from_dict(cls, data: dict) -> UserContextModel:
-        return cls(top_n=int(data["top_n"]), idf={str(k): float(v) for k, v in data["idf"].items()},
-                   num_users=int(data["num_users"]))
+        return cls(
+            top_n=int(data["top_n"]),
+            idf={str(k): float(v) for k, v in data["idf"].items()},
+            num_users=int(data["num_users"]),
+        )

@@ -45,15 +45,22 @@ class PersonalizedFeatureDataset(Dataset):
     (new images of a known user). Posts whose image is not in the feature cache are dropped.
     """
 
-    def __init__(self, posts: Sequence[UserPost], contexts: Sequence[Sequence[str]], store, use_tokens: bool = True):
+    def __init__(
+        self, posts: Sequence[UserPost], contexts: Sequence[Sequence[str]], store, use_tokens: bool = True
+    ):
         if len(posts) != len(contexts):
             raise Mmgpt2Error(f"{len(posts)} posts but {len(contexts)} contexts")
         self.store, self.use_tokens = store, use_tokens
-        self.items = [(p.image, p.caption.strip(), " ".join(c)) for p, c in zip(posts, contexts, strict=True)
-                      if p.image in store and p.caption.strip()]
+        self.items = [
+            (p.image, p.caption.strip(), " ".join(c))
+            for p, c in zip(posts, contexts, strict=True)
+            if p.image in store and p.caption.strip()
+        ]
         if len(self.items) < len(posts):
-            warnings.warn(f"dropped {len(posts) - len(self.items)} posts with no cached image or an empty caption",
-                          stacklevel=2)
+            warnings.warn(
+                f"dropped {len(posts) - len(self.items)} posts with no cached image or an empty caption",
+                stacklevel=2,
+            )
         if not self.items:
             raise Mmgpt2Error("no training posts left (no image in the feature cache or every caption empty)")
 

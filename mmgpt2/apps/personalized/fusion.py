@@ -46,12 +46,20 @@ class FusionTransformer(nn.Module):
         self.segment = nn.Embedding(2, d)  # 0: visual prefix token, 1: user context word
         nn.init.normal_(self.segment.weight, std=0.02)
         layer = nn.TransformerEncoderLayer(
-            d, config.num_heads, dim_feedforward=2 * d, dropout=config.dropout, batch_first=True, norm_first=True
+            d,
+            config.num_heads,
+            dim_feedforward=2 * d,
+            dropout=config.dropout,
+            batch_first=True,
+            norm_first=True,
         )
         self.layers = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)
 
     def forward(
-        self, visual: torch.Tensor, context: torch.Tensor | None = None, context_mask: torch.Tensor | None = None
+        self,
+        visual: torch.Tensor,
+        context: torch.Tensor | None = None,
+        context_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`visual` (B, K, d), `context` (B, C, d) word embeddings, `context_mask` (B, C) True = real word."""
         b, k, _ = visual.shape
@@ -59,8 +67,11 @@ class FusionTransformer(nn.Module):
         keep = torch.ones(b, k, dtype=torch.bool, device=visual.device)
         if context is not None and context.shape[1] > 0:
             parts.append(self.context_in(context) + self.segment.weight[1])
-            mask = context_mask if context_mask is not None else torch.ones(context.shape[:2], dtype=torch.bool,
-                                                                             device=visual.device)
+            mask = (
+                context_mask
+                if context_mask is not None
+                else torch.ones(context.shape[:2], dtype=torch.bool, device=visual.device)
+            )
             keep = torch.cat([keep, mask.to(visual.device).bool()], dim=1)
         mixed = self.layers(torch.cat(parts, dim=1), src_key_padding_mask=~keep)
         return mixed[:, :k]

@@ -41,6 +41,7 @@ class PersonalizedCaptionerConfig(Config):
     context_dropout: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
     users_file: str = USERS_NAME
 
+
 #: What `caption(..., user=...)` accepts: a known user id, that user's context words, or past captions.
 UserLike = str | Sequence[str] | None
 
@@ -76,7 +77,9 @@ class PersonalizedCaptioner(PrefixPipeline):
         self.user_store = user_store or UserStore(UserContextModel())
         self.check_widths(mapper)
         if fusion.config.lm_dim != lm.hidden_size:
-            raise Mmgpt2Error(f"fusion width {fusion.config.lm_dim} does not match LM {lm.spec!r} ({lm.hidden_size})")
+            raise Mmgpt2Error(
+                f"fusion width {fusion.config.lm_dim} does not match LM {lm.spec!r} ({lm.hidden_size})"
+            )
 
     @classmethod
     def build(
@@ -97,21 +100,30 @@ class PersonalizedCaptioner(PrefixPipeline):
             >>> PersonalizedCaptioner.build("embedded:shapes-clip", "embedded:users-gpt2", store, prefix_length=8)
         """
         encoder, lm = cls.resolve_parts(encoder, lm)
-        mapper = build_mapper({
-            "type": "query_guided", "input_dim": encoder.embed_dim, "lm_dim": lm.hidden_size,
-            "token_dim": encoder.token_dim if use_tokens else None, **mapper_kwargs,
-        })
+        mapper = build_mapper(
+            {
+                "type": "query_guided",
+                "input_dim": encoder.embed_dim,
+                "lm_dim": lm.hidden_size,
+                "token_dim": encoder.token_dim if use_tokens else None,
+                **mapper_kwargs,
+            }
+        )
         fusion_module = FusionTransformer(FusionConfig(lm_dim=lm.hidden_size, **(fusion or {})))
         return cls(encoder, lm, mapper, fusion_module, user_store, context_dropout, generation)
 
     # --- saving ---------------------------------------------------------------------------------
     def app_config(self) -> PersonalizedCaptionerConfig:
         return PersonalizedCaptionerConfig(
-            mapper=self.mapper.config.to_dict(), fusion=self.fusion.config.to_dict(), context_dropout=self.context_dropout
+            mapper=self.mapper.config.to_dict(),
+            fusion=self.fusion.config.to_dict(),
+            context_dropout=self.context_dropout,
         )
 
     @classmethod
-    def from_app_config(cls, config: PersonalizedCaptionerConfig, encoder: VisionEncoder, lm: FrozenLM) -> dict[str, Any]:
+    def from_app_config(
+        cls, config: PersonalizedCaptionerConfig, encoder: VisionEncoder, lm: FrozenLM
+    ) -> dict[str, Any]:
         check_feature_size(config.mapper.get("input_dim", -1), encoder.embed_dim, encoder.spec)
         return {
             "mapper": build_mapper(config.mapper, source="mapper"),
@@ -192,7 +204,11 @@ class PersonalizedCaptioner(PrefixPipeline):
     # --- inference ------------------------------------------------------------------------------
     @torch.no_grad()
     def caption(
-        self, images: Sequence[ImageLike] | ImageLike, user: UserLike = None, batch_size: int = 32, **gen_kwargs: Any
+        self,
+        images: Sequence[ImageLike] | ImageLike,
+        user: UserLike = None,
+        batch_size: int = 32,
+        **gen_kwargs: Any,
     ) -> list[str]:
         """Captions of `images` written as `user` would: a known id, context words, or past captions.
 
@@ -215,7 +231,11 @@ class PersonalizedCaptioner(PrefixPipeline):
 
     @torch.no_grad()
     def caption_features(
-        self, pooled: torch.Tensor, tokens: torch.Tensor | None, contexts: Sequence[Sequence[str] | str], **gen_kwargs
+        self,
+        pooled: torch.Tensor,
+        tokens: torch.Tensor | None,
+        contexts: Sequence[Sequence[str] | str],
+        **gen_kwargs,
     ) -> list[str]:
         """Captions from precomputed features, one context (word list) per image."""
         if not self.mapper.config.token_dim:

@@ -21,7 +21,9 @@ from mmgpt2.errors import Mmgpt2Error
 class QueryGuidedMapperConfig(Config):
     input_dim: int = field(metadata={"min": 1})  # pooled feature width (encoder.embed_dim)
     lm_dim: int = field(metadata={"min": 1})
-    token_dim: int | None = field(default=None, metadata={"min": 1})  # patch token width (encoder.token_dim); None: pooled feature only
+    token_dim: int | None = field(
+        default=None, metadata={"min": 1}
+    )  # patch token width (encoder.token_dim); None: pooled feature only
     prefix_length: int = field(default=10, metadata={"min": 1})  # K learned queries = K prefix tokens
     hidden_dim: int = field(default=256, metadata={"min": 1})  # width the queries attend in
     num_layers: int = field(default=2, metadata={"min": 1})
@@ -48,7 +50,12 @@ class QueryGuidedMapper(nn.Module):
         self.memory_norm = nn.LayerNorm(h)
         self.queries = nn.Parameter(torch.randn(config.prefix_length, h) * 0.02)
         layer = nn.TransformerDecoderLayer(
-            h, config.num_heads, dim_feedforward=4 * h, dropout=config.dropout, batch_first=True, norm_first=True
+            h,
+            config.num_heads,
+            dim_feedforward=4 * h,
+            dropout=config.dropout,
+            batch_first=True,
+            norm_first=True,
         )
         self.decoder = nn.TransformerDecoder(layer, config.num_layers)
         self.out = nn.Sequential(nn.LayerNorm(h), nn.Linear(h, config.lm_dim))
@@ -64,4 +71,3 @@ class QueryGuidedMapper(nn.Module):
             memory = torch.cat([memory, self.tokens_in(tokens)], dim=1)
         queries = self.queries.unsqueeze(0).expand(pooled.shape[0], -1, -1)
         return self.out(self.decoder(queries, self.memory_norm(memory)))
-

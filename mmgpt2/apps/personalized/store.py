@@ -94,8 +94,15 @@ class UserStore:
         return self.users[str(user)]
 
     def save(self, path: str | os.PathLike) -> None:
-        atomic_write_json(path, {"format": STORE_FORMAT, "version": 1, "context_model": self.model.to_dict(),
-                                 "users": self.users})
+        atomic_write_json(
+            path,
+            {
+                "format": STORE_FORMAT,
+                "version": 1,
+                "context_model": self.model.to_dict(),
+                "users": self.users,
+            },
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> UserStore:

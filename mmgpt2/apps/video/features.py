@@ -62,7 +62,10 @@ def _load(entry: Path, path: str) -> VideoFeatures:
     with safe_open(str(entry), framework="pt") as f:
         meta = f.metadata() or {}
         return VideoFeatures(
-            path, f.get_tensor("features"), f.get_tensor("times"), float(meta.get("duration", 0.0)),
+            path,
+            f.get_tensor("features"),
+            f.get_tensor("times"),
+            float(meta.get("duration", 0.0)),
             json.loads(meta.get("warnings", "[]")),
         )
 
@@ -105,6 +108,10 @@ def video_features(
     result = VideoFeatures(str(path), torch.cat(feats), torch.cat(times), duration, list(stream.warnings))
     if entry is not None:
         tensors = {"features": result.features.contiguous(), "times": result.times.contiguous()}
-        meta = {"duration": repr(result.duration), "warnings": json.dumps(result.warnings), "encoder": encoder.spec}
+        meta = {
+            "duration": repr(result.duration),
+            "warnings": json.dumps(result.warnings),
+            "encoder": encoder.spec,
+        }
         atomic_write(entry, lambda p: save_file(tensors, str(p), metadata=meta))
     return result

@@ -83,10 +83,14 @@ class DenseVideoCaptioner(FrozenPipeline):
 
     # --- the saved config ----------------------------------------------------------------------------
     def app_config(self) -> DenseVideoCaptionerConfig:
-        return DenseVideoCaptionerConfig(zerota=dataclasses.asdict(self.zerota), sampling=dataclasses.asdict(self.sampling))
+        return DenseVideoCaptionerConfig(
+            zerota=dataclasses.asdict(self.zerota), sampling=dataclasses.asdict(self.sampling)
+        )
 
     @classmethod
-    def from_app_config(cls, config: DenseVideoCaptionerConfig, encoder: VisionEncoder, lm: FrozenLM) -> dict[str, Any]:
+    def from_app_config(
+        cls, config: DenseVideoCaptionerConfig, encoder: VisionEncoder, lm: FrozenLM
+    ) -> dict[str, Any]:
         try:
             sampling = SamplingConfig(**config.sampling)
         except TypeError as err:
@@ -111,12 +115,18 @@ class DenseVideoCaptioner(FrozenPipeline):
         return self.caption_features(feats, events, trace, **settings)
 
     def caption_features(
-        self, feats: VideoFeatures, events: int | None = None, trace: ZeroTATrace | None = None, **settings: Any
+        self,
+        feats: VideoFeatures,
+        events: int | None = None,
+        trace: ZeroTATrace | None = None,
+        **settings: Any,
     ) -> list[Event]:
         """Events from precomputed `VideoFeatures`."""
         overrides = {**settings, **({"events": events} if events is not None else {})}
         config = dataclasses.replace(self.zerota, **overrides) if overrides else self.zerota
-        return ZeroTA(self.encoder, self.lm, config).run(feats.features, feats.times, feats.duration, trace=trace)
+        return ZeroTA(self.encoder, self.lm, config).run(
+            feats.features, feats.times, feats.duration, trace=trace
+        )
 
     def caption_videos(
         self, paths: Sequence[str | os.PathLike], events: int | None = None, progress: bool = True
@@ -139,7 +149,8 @@ def activitynet_predictions(results: dict[str, list[Event]], external: dict | No
     return {
         "version": "VERSION 1.0",
         "results": {vid: [e.to_activitynet() for e in events] for vid, events in results.items()},
-        "external_data": external or {"used": False, "details": "zero-shot: frozen CLIP and GPT-2 (mmgpt2 ZeroTA)"},
+        "external_data": external
+        or {"used": False, "details": "zero-shot: frozen CLIP and GPT-2 (mmgpt2 ZeroTA)"},
     }
 
 
@@ -180,7 +191,11 @@ def caption_videos_distributed(
     doc = {
         "version": "VERSION 1.0",
         "results": merged,
-        "external_data": {"used": False, "details": "zero-shot: frozen CLIP and GPT-2 (mmgpt2 ZeroTA)", "errors": all_errors},
+        "external_data": {
+            "used": False,
+            "details": "zero-shot: frozen CLIP and GPT-2 (mmgpt2 ZeroTA)",
+            "errors": all_errors,
+        },
     }
     atomic_write_json(out, doc)
     return doc

@@ -34,7 +34,9 @@ class SoftMoments(nn.Module):
         super().__init__()
         if k < 1:
             raise Mmgpt2Error(f"need at least one event, got k={k}")
-        centers = (torch.arange(k) + 0.5) / k if centers is None else torch.as_tensor(centers, dtype=torch.float32)
+        centers = (
+            (torch.arange(k) + 0.5) / k if centers is None else torch.as_tensor(centers, dtype=torch.float32)
+        )
         widths = torch.full((k,), 1.0 / k) if widths is None else torch.as_tensor(widths, dtype=torch.float32)
         self.center_logit = nn.Parameter(_logit(centers.float()))
         self.width_logit = nn.Parameter(_logit(widths.float()))

@@ -172,7 +172,9 @@ def _decode_pyav(path: str, config: SamplingConfig, out: mp.Queue, reason: str) 
         duration = (container.duration or 0) / 1e6
     if duration <= 0:
         duration = (stream.frames or 0) / fps
-    out.put(("info", VideoInfo(path, duration, fps, int(stream.frames or 0), stream.width, stream.height, "pyav")))
+    out.put(
+        ("info", VideoInfo(path, duration, fps, int(stream.frames or 0), stream.width, stream.height, "pyav"))
+    )
     if duration <= 0:
         out.put(("done", None))
         return
@@ -274,11 +276,17 @@ class VideoStream:
             proc.join(timeout=5)
             q.close()
         if n == 0:
-            what = "zero-length video" if self.info is not None and self.info.duration <= 0 else "no decodable frames"
+            what = (
+                "zero-length video"
+                if self.info is not None and self.info.duration <= 0
+                else "no decodable frames"
+            )
             raise VideoError(f"{self.path}: {what}; {REENCODE_HINT}")
 
 
-def read_frames(path: str | os.PathLike, config: SamplingConfig | None = None) -> tuple[np.ndarray, np.ndarray, VideoInfo]:
+def read_frames(
+    path: str | os.PathLike, config: SamplingConfig | None = None
+) -> tuple[np.ndarray, np.ndarray, VideoInfo]:
     """All sampled frames of a (short) video at once: ``(frames, times, info)``.
 
     Example:

@@ -151,7 +151,11 @@ class Event:
     score: float
 
     def to_activitynet(self) -> dict:
-        return {"sentence": self.sentence, "timestamp": [round(self.start, 3), round(self.end, 3)], "score": self.score}
+        return {
+            "sentence": self.sentence,
+            "timestamp": [round(self.start, 3), round(self.end, 3)],
+            "score": self.score,
+        }
 
 
 @dataclass
@@ -190,7 +194,9 @@ def vocabulary_projection(
         if len(ids) >= vocab:
             break
     if len(ids) < 8:
-        raise Mmgpt2Error(f"LM {lm.spec!r}: its vocabulary has too few word tokens ({len(ids)}) to fit a projection")
+        raise Mmgpt2Error(
+            f"LM {lm.spec!r}: its vocabulary has too few word tokens ({len(ids)}) to fit a projection"
+        )
     text = torch.cat([encoder.encode_text(words[i : i + 256]).float() for i in range(0, len(words), 256)])
     text = F.normalize(text, dim=-1).to(lm.device)
     emb = lm.embed(torch.tensor(ids, device=lm.device)).float()
@@ -210,7 +216,9 @@ class ZeroTAPrefix(nn.Module):
         d = lm.hidden_size
         seed_ids = lm.tokenize([config.soft_prompt_init])[0] or [lm.eos_token_id]
         self.soft = nn.Parameter(lm.embed(torch.tensor(seed_ids, device=lm.device)).detach().float().clone())
-        w, t_mean, e_mean = vocabulary_projection(encoder, lm, config.projection_vocab, config.projection_ridge)
+        w, t_mean, e_mean = vocabulary_projection(
+            encoder, lm, config.projection_vocab, config.projection_ridge
+        )
         m = config.moment_tokens
         self.proj = nn.Linear(w.shape[0], m * d).to(lm.device)
         with torch.no_grad():
@@ -246,7 +254,9 @@ def sequence_logprobs(
     Returns (scores (R,), token logits of every target position (N, V), row index of each (N,)).
     """
     ctx = contexts[[k for k, _ in rows]]
-    batch = share_prefix_position(lm.build_inputs(ctx.to(lm.dtype), None, [ids[j] for _, j in rows]), n_prefix)
+    batch = share_prefix_position(
+        lm.build_inputs(ctx.to(lm.dtype), None, [ids[j] for _, j in rows]), n_prefix
+    )
     labels = batch.pop("labels")
     logits = lm(**batch)[:, :-1].float()
     target = labels[:, 1:]
@@ -298,10 +308,16 @@ class ZeroTA:
     def n_prefix(self) -> int:
         """Context tokens that share position 0 (soft prompt + moment tokens), if so configured."""
         cfg = self.config
-        return (len(self.lm.tokenize([cfg.soft_prompt_init])[0]) or 1) + cfg.moment_tokens if cfg.shared_prefix_position else 0
+        return (
+            (len(self.lm.tokenize([cfg.soft_prompt_init])[0]) or 1) + cfg.moment_tokens
+            if cfg.shared_prefix_position
+            else 0
+        )
 
     @torch.no_grad()
-    def _generation_inputs(self, contexts: torch.Tensor, ids: list[list[int]] | None = None) -> dict[str, torch.Tensor]:
+    def _generation_inputs(
+        self, contexts: torch.Tensor, ids: list[list[int]] | None = None
+    ) -> dict[str, torch.Tensor]:
         """Left-padded LM inputs: each context, then its ``ids`` (text so far), positions shared."""
         batch = self.lm.build_inputs(contexts.to(self.lm.dtype), ids, pad_left=True)
         batch = share_prefix_position(batch, self.n_prefix)
@@ -333,12 +349,18 @@ class ZeroTA:
         if max_new_tokens < 1:
             return [list(x) for x in ids]
         cfg = self.config
-        how = {"do_sample": True, "top_k": cfg.sample_top_k, "temperature": cfg.sample_temperature} if sample else {}
+        how = (
+            {"do_sample": True, "top_k": cfg.sample_top_k, "temperature": cfg.sample_temperature}
+            if sample
+            else {}
+        )
         new = decode(self.lm, self._generation_inputs(contexts, ids), max_new_tokens=max_new_tokens, **how)
         return [list(x) + y for x, y in zip(ids, new, strict=True)]
 
     @torch.no_grad()
-    def guided_decode(self, contexts: torch.Tensor, moments: torch.Tensor, lookahead: bool | None = None) -> list[str]:
+    def guided_decode(
+        self, contexts: torch.Tensor, moments: torch.Tensor, lookahead: bool | None = None
+    ) -> list[str]:
         """GPT-2 writes each event's caption token by token from its context; at every step CLIP
         re-ranks GPT-2's own top-k next tokens by how well the text with that token matches the
         moment (MAGIC-style: ``log p_LM + w * log softmax(CLIP / T)``). GPT-2 proposes every word;
@@ -364,7 +386,9 @@ class ZeroTA:
             logp = F.log_softmax(lm(**batch)[:, -1].float(), dim=-1)
             top = logp.topk(min(cfg.guided_top_k, logp.shape[-1]), dim=-1)
             proposals = [
-                ids[i] + ([] if int(t) == lm.eos_token_id else [int(t)]) for row, i in enumerate(live) for t in top.indices[row]
+                ids[i] + ([] if int(t) == lm.eos_token_id else [int(t)])
+                for row, i in enumerate(live)
+                for t in top.indices[row]
             ]
             rollouts = [proposals]
             if cfg.lookahead if lookahead is None else lookahead:
@@ -376,12 +400,18 @@ class ZeroTA:
                 for r in range(max(1, cfg.lookahead_rollouts)):
                     ended = list(proposals)
                     if growing:
-                        finished = self._complete(contexts[[rows[j] for j in growing]], [proposals[j] for j in growing],
-                                                  cfg.max_new_tokens - step - 1, sample=r > 0)
+                        finished = self._complete(
+                            contexts[[rows[j] for j in growing]],
+                            [proposals[j] for j in growing],
+                            cfg.max_new_tokens - step - 1,
+                            sample=r > 0,
+                        )
                         for j, f in zip(growing, finished, strict=True):
                             ended[j] = f
                     rollouts.append(ended)
-            texts = [self._caption_text(lm.decode(x)) or cfg.soft_prompt_init for ended in rollouts for x in ended]
+            texts = [
+                self._caption_text(lm.decode(x)) or cfg.soft_prompt_init for ended in rollouts for x in ended
+            ]
             emb = F.normalize(self.encoder.encode_text(texts).float().to(lm.device), dim=-1)
             emb = emb.view(len(rollouts), len(live), -1, moments.shape[-1])
             sims = (emb @ moments[live][None, :, :, None]).squeeze(-1).amax(0)
@@ -473,7 +503,9 @@ class ZeroTA:
         """Events of one video from its frame `features` (T, D), frame `times` (T,) s and `duration` s."""
         cfg, lm = self.config, self.lm
         if features.ndim != 2 or features.shape[0] == 0 or features.shape[0] != times.shape[0]:
-            raise Mmgpt2Error(f"need (T, D) frame features with T = len(times) >= 1, got {tuple(features.shape)}")
+            raise Mmgpt2Error(
+                f"need (T, D) frame features with T = len(times) >= 1, got {tuple(features.shape)}"
+            )
         if features.shape[1] != self.encoder.embed_dim:
             raise Mmgpt2Error(
                 f"frame features are {features.shape[1]}-d but encoder {self.encoder.spec!r} gives "
@@ -489,7 +521,10 @@ class ZeroTA:
         prefix = ZeroTAPrefix(self.encoder, lm, cfg)
         hard_ids = ([lm.eos_token_id] if cfg.bos else []) + lm.tokenize([cfg.hard_prompt])[0]
         opt = torch.optim.Adam(
-            [{"params": moments.parameters(), "lr": cfg.lr_mask}, {"params": prefix.parameters(), "lr": cfg.lr_prefix}]
+            [
+                {"params": moments.parameters(), "lr": cfg.lr_mask},
+                {"params": prefix.parameters(), "lr": cfg.lr_prefix},
+            ]
         )
         if trace is not None:
             trace.initial_segments = (moments.segments() * duration).tolist()
@@ -509,8 +544,13 @@ class ZeroTA:
                 # Each event's own caption: the one of *its* candidates CLIP finds closest to its moment.
                 with torch.no_grad():
                     own_sims = F.normalize(emb, dim=-1) @ text_emb.T
-                own = [max((pool.index(t) for t in c), key=lambda j, i=i: float(own_sims[i, j])) for i, c in enumerate(cands)]
-                reference = unprefixed_logits(lm, hard_ids, [pool_ids[j] for j in own]) if cfg.w_language else None
+                own = [
+                    max((pool.index(t) for t in c), key=lambda j, i=i: float(own_sims[i, j]))
+                    for i, c in enumerate(cands)
+                ]
+                reference = (
+                    unprefixed_logits(lm, hard_ids, [pool_ids[j] for j in own]) if cfg.w_language else None
+                )
             sims = F.normalize(emb, dim=-1) @ text_emb.T  # (K, C), differentiable w.r.t. the masks
             parts: dict[str, torch.Tensor] = {}
             # (a) matching: moment k against the events' own captions (distinct ones only).
@@ -528,17 +568,26 @@ class ZeroTA:
                 own_rows = torch.tensor([i * len(pool) + own[i] for i in range(k)], device=dev)
                 pick = torch.cat([torch.nonzero(row_of == r).flatten() for r in own_rows])
                 ref = F.log_softmax(reference, dim=-1)
-                parts["language"] = F.kl_div(F.log_softmax(logits[pick], -1), ref, log_target=True, reduction="batchmean")
+                parts["language"] = F.kl_div(
+                    F.log_softmax(logits[pick], -1), ref, log_target=True, reduction="batchmean"
+                )
             parts["iou"] = pairwise_soft_tiou(masks)
             parts["coverage"] = coverage_gap(masks)
-            weights = {"match": cfg.w_match, "distill": cfg.w_distill, "language": cfg.w_language,
-                       "iou": cfg.w_iou, "coverage": cfg.w_coverage}
+            weights = {
+                "match": cfg.w_match,
+                "distill": cfg.w_distill,
+                "language": cfg.w_language,
+                "iou": cfg.w_iou,
+                "coverage": cfg.w_coverage,
+            }
             loss = sum(weights[n] * v for n, v in parts.items())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if trace is not None:
-                trace.losses.append({n: float(v.detach()) for n, v in parts.items()} | {"total": float(loss.detach())})
+                trace.losses.append(
+                    {n: float(v.detach()) for n, v in parts.items()} | {"total": float(loss.detach())}
+                )
         return self._finish(moments, prefix, frames, tn, duration, archive, gen, trace)
 
     @torch.no_grad()
@@ -553,13 +602,19 @@ class ZeroTA:
             trace.final_segments = segments
         hard_ids = ([self.lm.eos_token_id] if cfg.bos else []) + self.lm.tokenize([cfg.hard_prompt])[0]
 
-        scored: list[dict[str, tuple[float, float]]] = [{} for _ in range(cfg.events)]  # text -> (CLIP, choice score)
+        scored: list[dict[str, tuple[float, float]]] = [
+            {} for _ in range(cfg.events)
+        ]  # text -> (CLIP, choice score)
 
         def choose(i: int) -> tuple[str, float]:
             new = [t for t in archive[i] if t not in scored[i]]  # each text is embedded and scored once
             if new:
                 sims = emb[i] @ self._text_embeddings(new).T
-                fluency = unprefixed_fluency(self.lm, hard_ids, new) if cfg.fluency_weight else torch.zeros_like(sims)
+                fluency = (
+                    unprefixed_fluency(self.lm, hard_ids, new)
+                    if cfg.fluency_weight
+                    else torch.zeros_like(sims)
+                )
                 total = sims + cfg.fluency_weight * fluency.to(sims.device)
                 scored[i].update({t: (float(a), float(b)) for t, a, b in zip(new, sims, total, strict=True)})
             best = max(archive[i], key=lambda t: scored[i][t][1])  # first of equals, like argmax
@@ -589,7 +644,11 @@ def postprocess(events: list[Event], nms_tiou: float = 0.6, merge_same_caption: 
         merged: list[Event] = []
         for e in events:
             last = merged[-1] if merged else None
-            if last is not None and last.sentence == e.sentence and e.start <= last.end + 1e-6 + 0.05 * (e.end - e.start):
+            if (
+                last is not None
+                and last.sentence == e.sentence
+                and e.start <= last.end + 1e-6 + 0.05 * (e.end - e.start)
+            ):
                 merged[-1] = Event(e.sentence, last.start, max(last.end, e.end), max(last.score, e.score))
             else:
                 merged.append(e)

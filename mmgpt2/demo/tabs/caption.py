@@ -88,7 +88,9 @@ def build(gr: Any, models: ModelRegistry, limits: DemoLimits) -> None:
         gr.Markdown("Upload an image (or click an example), then press **Caption**.")
         with gr.Row():
             with gr.Column():
-                image = checked_image(sources=["upload", "clipboard"], label="Image", elem_id="caption-image", height=256)
+                image = checked_image(
+                    sources=["upload", "clipboard"], label="Image", elem_id="caption-image", height=256
+                )
                 model = gr.Dropdown(choices, value=choices[0], label="Model", elem_id="caption-model")
                 controls = decoding_controls(gr)
                 button = gr.Button("Caption", variant="primary", elem_id="caption-button")
@@ -101,4 +103,11 @@ def build(gr: Any, models: ModelRegistry, limits: DemoLimits) -> None:
                 kwargs = generation_kwargs(method, beams, max_tokens, top_p, temperature, seed)
                 return caption_image(models, limits, image_path, model_name, kwargs)
 
-        button.click(run, [image, model, *controls], output, api_name="caption", concurrency_id=TASK, concurrency_limit=1)
+        button.click(
+            run,
+            [image, model, *controls],
+            output,
+            api_name="caption",
+            concurrency_id=TASK,
+            concurrency_limit=1,
+        )

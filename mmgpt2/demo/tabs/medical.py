@@ -13,14 +13,28 @@ HEADERS = ["head", "relation", "tail", "score"]
 NO_DIAGNOSIS = "(none: what does this X-ray show?)"
 #: The MIMIC-NLE labels, plus "No Finding" (the chest world's normal studies); users may type others.
 DIAGNOSES = [
-    "Atelectasis", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Lung Lesion", "Lung Opacity",
-    "Pleural Effusion", "Pleural Other", "Pneumonia", "Pneumothorax", "No Finding",
+    "Atelectasis",
+    "Consolidation",
+    "Edema",
+    "Enlarged Cardiomediastinum",
+    "Lung Lesion",
+    "Lung Opacity",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Pneumonia",
+    "Pneumothorax",
+    "No Finding",
 ]
 NOTICE = "Research demo on synthetic data: not a medical device, not for diagnosis."
 
 
 def explain_xray(
-    models: ModelRegistry, limits: DemoLimits, image: str | None, model_name: str, diagnosis: str | None, use_kg: bool
+    models: ModelRegistry,
+    limits: DemoLimits,
+    image: str | None,
+    model_name: str,
+    diagnosis: str | None,
+    use_kg: bool,
 ) -> tuple[str, list[list[Any]]]:
     """``(explanation, rows of HEADERS)`` for one X-ray (time capped, model locked)."""
     path = check_image(image, limits)
@@ -47,20 +61,41 @@ def build(gr: Any, models: ModelRegistry, limits: DemoLimits) -> None:
         gr.Markdown(f"Upload a chest X-ray, choose the diagnosis to explain, press **Explain**. *{NOTICE}*")
         with gr.Row():
             with gr.Column():
-                image = checked_image(sources=["upload"], label="Chest X-ray", elem_id="medical-image", height=256)
+                image = checked_image(
+                    sources=["upload"], label="Chest X-ray", elem_id="medical-image", height=256
+                )
                 model = gr.Dropdown(choices, value=choices[0], label="Model", elem_id="medical-model")
                 diagnosis = gr.Dropdown(
-                    [NO_DIAGNOSIS, *DIAGNOSES], value=NO_DIAGNOSIS, allow_custom_value=True, label="Diagnosis", elem_id="medical-diagnosis"
+                    [NO_DIAGNOSIS, *DIAGNOSES],
+                    value=NO_DIAGNOSIS,
+                    allow_custom_value=True,
+                    label="Diagnosis",
+                    elem_id="medical-diagnosis",
                 )
                 use_kg = gr.Checkbox(value=True, label="Retrieve knowledge-graph triplets into the prompt")
                 button = gr.Button("Explain", variant="primary", elem_id="medical-button")
             with gr.Column():
-                explanation = gr.Textbox(label="Explanation", interactive=False, elem_id="medical-explanation")
-                triplets = gr.Dataframe(headers=HEADERS, label="Retrieved triplets", interactive=False, elem_id="medical-triplets")
-                gr.Examples([[p, d or NO_DIAGNOSIS] for p, d in example_xrays()], inputs=[image, diagnosis], label="Examples")
+                explanation = gr.Textbox(
+                    label="Explanation", interactive=False, elem_id="medical-explanation"
+                )
+                triplets = gr.Dataframe(
+                    headers=HEADERS, label="Retrieved triplets", interactive=False, elem_id="medical-triplets"
+                )
+                gr.Examples(
+                    [[p, d or NO_DIAGNOSIS] for p, d in example_xrays()],
+                    inputs=[image, diagnosis],
+                    label="Examples",
+                )
 
         def run(image_path, model_name, label, kg):
             with user_errors("explain this X-ray"):
                 return explain_xray(models, limits, image_path, model_name, label, kg)
 
-        button.click(run, [image, model, diagnosis, use_kg], [explanation, triplets], api_name="explain", concurrency_id=TASK, concurrency_limit=1)
+        button.click(
+            run,
+            [image, model, diagnosis, use_kg],
+            [explanation, triplets],
+            api_name="explain",
+            concurrency_id=TASK,
+            concurrency_limit=1,
+        )

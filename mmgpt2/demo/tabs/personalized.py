@@ -54,23 +54,40 @@ def build(gr: Any, models: ModelRegistry, limits: DemoLimits) -> None:
         if not choices:
             gr.Markdown(models.missing_message(TASK), elem_id="personalized-missing")
             return
-        gr.Markdown("Caption an image in the style of a user: pick one the model knows, or paste a new user's past captions.")
+        gr.Markdown(
+            "Caption an image in the style of a user: pick one the model knows, or paste a new user's past captions."
+        )
         with gr.Row():
             with gr.Column():
-                image = checked_image(sources=["upload", "clipboard"], label="Image", elem_id="personalized-image", height=256)
+                image = checked_image(
+                    sources=["upload", "clipboard"], label="Image", elem_id="personalized-image", height=256
+                )
                 model = gr.Dropdown(choices, value=choices[0], label="Model", elem_id="personalized-model")
                 users = [NO_USER, *known_users(models, choices[0])]
-                user = gr.Dropdown(users, value=users[1] if len(users) > 1 else NO_USER, label="User", elem_id="personalized-user")
-                history = gr.Textbox(lines=4, label="...or a new user's past captions (one per line; used instead of the user above)", elem_id="personalized-history")
+                user = gr.Dropdown(
+                    users,
+                    value=users[1] if len(users) > 1 else NO_USER,
+                    label="User",
+                    elem_id="personalized-user",
+                )
+                history = gr.Textbox(
+                    lines=4,
+                    label="...or a new user's past captions (one per line; used instead of the user above)",
+                    elem_id="personalized-history",
+                )
                 controls = decoding_controls(gr)
                 button = gr.Button("Caption as this user", variant="primary", elem_id="personalized-button")
             with gr.Column():
-                output = gr.Textbox(label="Personalized caption", interactive=False, elem_id="personalized-output")
+                output = gr.Textbox(
+                    label="Personalized caption", interactive=False, elem_id="personalized-output"
+                )
                 gr.Examples(example_images(), inputs=image, label="Examples")
                 histories = example_histories()
                 if histories:
                     gr.Examples(
-                        [[text] for _, text in histories], inputs=history, example_labels=[f"{name}'s past captions" for name, _ in histories],
+                        [[text] for _, text in histories],
+                        inputs=history,
+                        example_labels=[f"{name}'s past captions" for name, _ in histories],
                         label="Example histories of new users",
                     )
 
@@ -87,6 +104,10 @@ def build(gr: Any, models: ModelRegistry, limits: DemoLimits) -> None:
 
         model.change(refresh_users, model, user, queue=False)
         button.click(
-            run, [image, model, user, history, *controls], output,
-            api_name="personalized_caption", concurrency_id=TASK, concurrency_limit=1,
+            run,
+            [image, model, user, history, *controls],
+            output,
+            api_name="personalized_caption",
+            concurrency_id=TASK,
+            concurrency_limit=1,
         )

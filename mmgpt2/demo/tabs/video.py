@@ -42,8 +42,13 @@ def dense_caption(
                 picture = im.convert("RGB")  # loaded into memory before the folder goes
         return picture, found
 
-    picture, found = run_with_time_cap(work, limits.request_seconds, models.lock(model_name), what="dense captioning")
-    rows = [[round(e.start, 2), round(e.end, 2), e.sentence, round(float(e.score), 3)] for e in sorted(found, key=lambda e: e.start)]
+    picture, found = run_with_time_cap(
+        work, limits.request_seconds, models.lock(model_name), what="dense captioning"
+    )
+    rows = [
+        [round(e.start, 2), round(e.end, 2), e.sentence, round(float(e.score), 3)]
+        for e in sorted(found, key=lambda e: e.start)
+    ]
     return picture, rows
 
 
@@ -69,20 +74,35 @@ def build(gr: Any, models: ModelRegistry, limits: DemoLimits) -> None:
             with gr.Column():
                 video = gr.Video(sources=["upload"], label="Video", elem_id="video-input", height=240)
                 model = gr.Dropdown(choices, value=choices[0], label="Model", elem_id="video-model")
-                events = gr.Slider(1, 6, value=3, step=1, label="Events to find", elem_id="video-events-count")
+                events = gr.Slider(
+                    1, 6, value=3, step=1, label="Events to find", elem_id="video-events-count"
+                )
                 default_steps = _default_steps(models, choices[0])
                 steps = gr.Slider(
-                    1, max(60, default_steps), value=default_steps, step=1, elem_id="video-steps",
+                    1,
+                    max(60, default_steps),
+                    value=default_steps,
+                    step=1,
+                    elem_id="video-steps",
                     label="Optimisation steps per video (fewer: faster, rougher events)",
                 )
                 button = gr.Button("Find events", variant="primary", elem_id="video-button")
                 gr.Examples([[example_video()]], inputs=video, label="Example")
             with gr.Column():
                 timeline = gr.Image(type="pil", label="Timeline", interactive=False, elem_id="video-timeline")
-                table = gr.Dataframe(headers=HEADERS, label="Events", interactive=False, elem_id="video-events")
+                table = gr.Dataframe(
+                    headers=HEADERS, label="Events", interactive=False, elem_id="video-events"
+                )
 
         def run(video_path, model_name, n_events, n_steps):
             with user_errors("caption this video"):
                 return dense_caption(models, limits, video_path, model_name, n_events, n_steps)
 
-        button.click(run, [video, model, events, steps], [timeline, table], api_name="dense_caption", concurrency_id=TASK, concurrency_limit=1)
+        button.click(
+            run,
+            [video, model, events, steps],
+            [timeline, table],
+            api_name="dense_caption",
+            concurrency_id=TASK,
+            concurrency_limit=1,
+        )
