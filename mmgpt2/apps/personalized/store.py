@@ -6,6 +6,7 @@ inference, and the IDF is there to build contexts for users it has never seen.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections import deque
@@ -32,14 +33,58 @@ def read_history(path: str | os.PathLike, max_posts: int = MAX_POSTS) -> list[st
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such history file (expected one past caption per line)")
+        what = "is a folder" if path.is_dir() else "no such history file"
+        raise FileNotFoundError(f"{path}: {what} (expected a text file, one past caption per line)")
+    encoding = _text_encoding(path)
     kept: deque[str] = deque(maxlen=max_posts)
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding=encoding, errors="replace") as f:
         for line in f:
             line = line[:MAX_CHARS_PER_POST].strip()
             if line:
                 kept.append(line)
     return list(kept)
+
+
+#: Bytes of a history file looked at to tell text from binary data.
+SNIFF_BYTES = 64 * 1024
+#: Share of the sniffed characters that may be undecodable or control characters in a text file
+#: (a few stray Latin-1 accents pass; an image, archive or random bytes do not).
+MAX_NON_TEXT = 0.05
+
+
+def _text_encoding(path: Path) -> str:
+    """The encoding to read a history file with (UTF-8, or UTF-16/32 with a byte-order mark).
+
+    Refuses binary data (an image, an archive, random bytes): its "words" would silently steer the
+    captions. The file's start is judged; a longer file is streamed later with errors replaced.
+    """
+    with open(path, "rb") as f:
+        head = f.read(SNIFF_BYTES)
+    encoding = "utf-8"
+    for bom, name in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                      (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+                      (codecs.BOM_UTF8, "utf-8-sig")):  # fmt: skip
+        if head.startswith(bom):
+            encoding = name
+            break
+    share = _non_text_share(head, encoding)
+    if share > MAX_NON_TEXT and encoding == "utf-8" and _non_text_share(head, "cp1252") <= MAX_NON_TEXT:
+        encoding = "cp1252"  # a Windows/Latin-1 text file: its accents are not UTF-8, but it is text
+    elif share > MAX_NON_TEXT:
+        raise Mmgpt2Error(
+            f"{path}: does not look like text ({share:.0%} of its first {len(head):,} bytes are binary "
+            "or undecodable); give a text file (UTF-8), one past caption per line"
+        )
+    return encoding
+
+
+def _non_text_share(head: bytes, encoding: str) -> float:
+    """Share of undecodable or control characters when `head` is read as `encoding`."""
+    text = head.decode(encoding, errors="replace")
+    if len(head) == SNIFF_BYTES:
+        text = text[:-1]  # the cut may split the last character
+    bad = sum(1 for ch in text if ch == "\ufffd" or (ch < " " and ch not in "\t\n\r\f\v"))
+    return bad / len(text) if text else 0.0
 
 
 class UserStore:
