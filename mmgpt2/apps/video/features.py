@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +28,10 @@ from mmgpt2.encoders import VisionEncoder
 
 #: Default cache folder; `MMGPT2_CACHE` overrides the root.
 DEFAULT_CACHE = Path(os.environ.get("MMGPT2_CACHE", Path.home() / ".cache" / "mmgpt2")) / "video_features"
+
+
+class VideoDecodeWarning(UserWarning):
+    """A video decoded only in part (e.g. a truncated file); its events cover only what decoded."""
 
 
 @dataclass
@@ -92,7 +97,7 @@ def video_features(
         entry = Path(cache_dir) / f"{cache_key(stream.path, encoder.spec, sampling)}.safetensors"
         if entry.is_file():
             try:
-                return _load(entry, str(path))
+                return _announced(_load(entry, str(path)))
             except Exception:  # a damaged cache entry is rebuilt, never trusted
                 entry.unlink(missing_ok=True)
     feats, times = [], []
@@ -103,9 +108,9 @@ def video_features(
         times.append(torch.as_tensor(chunk.times, dtype=torch.float32))
         bar.update(len(chunk.times))
     bar.close()
-    info = stream.info
-    duration = float(info.duration) if info is not None and info.duration > 0 else float(times[-1][-1])
-    result = VideoFeatures(str(path), torch.cat(feats), torch.cat(times), duration, list(stream.warnings))
+    times_all = torch.cat(times)
+    duration = decoded_duration(stream, times_all)
+    result = VideoFeatures(str(path), torch.cat(feats), times_all, duration, list(stream.warnings))
     if entry is not None:
         tensors = {"features": result.features.contiguous(), "times": result.times.contiguous()}
         meta = {
@@ -114,4 +119,26 @@ def video_features(
             "encoder": encoder.spec,
         }
         atomic_write(entry, lambda p: save_file(tensors, str(p), metadata=meta))
-    return result
+    return _announced(result)
+
+
+def decoded_duration(stream: VideoStream, times: torch.Tensor) -> float:
+    """Seconds of video the features cover.
+
+    The container's duration, unless decoding stopped early (a truncated file): then only up to
+    the last decoded frame plus half a sampling step, so no event is placed past the damage.
+    """
+    last = float(times[-1])
+    half_step = float(times[-1] - times[-2]) / 2 if len(times) > 1 else 0.0
+    covered = max(last + half_step, 1e-3)
+    info = stream.info
+    if info is None or not info.duration > 0:
+        return covered
+    return min(float(info.duration), covered) if stream.warnings else float(info.duration)
+
+
+def _announced(features: VideoFeatures) -> VideoFeatures:
+    """Raise each decoding warning as a `VideoDecodeWarning`, from a fresh decode or the cache alike."""
+    for message in features.warnings:
+        warnings.warn(message, VideoDecodeWarning, stacklevel=3)
+    return features
