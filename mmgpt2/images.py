@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -83,7 +84,11 @@ def load_image(path: str | os.PathLike | Image.Image, max_pixels: int = MAX_PIXE
     if path.is_dir():
         raise ImageError(f"{path}: is a folder, not an image")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # Pillow warns from 89 MP at open; our own limit (checked next) is the rule that applies.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             w, h = image.size
             if w * h > max_pixels:
                 raise ImageError(
@@ -97,8 +102,11 @@ def load_image(path: str | os.PathLike | Image.Image, max_pixels: int = MAX_PIXE
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        pixels = re.search(r"\((\d+) pixels\)", str(err))
+        claim = f"its header claims {int(pixels[1]) / 1e6:,.0f} megapixels" if pixels else str(err)
         raise ImageError(
-            f"{path}: refused as a possible decompression bomb ({err}); downscale it first"
+            f"{path}: refused as a possible decompression bomb ({claim}, over the {max_pixels / 1e6:.0f} MP limit); "
+            "downscale it first"
         ) from err
     except UnidentifiedImageError as err:
         raise ImageError(f"{path}: not an image Pillow can read ({path.suffix or 'no extension'})") from err

@@ -274,7 +274,7 @@ def register(sub) -> None:
     p.add_argument("--image-root", help="image folder for Karpathy files")
     p.add_argument("--split", default="train", help="Karpathy split (train = train + restval)")
     p.add_argument("--tokens", action="store_true", help="also store patch tokens (large)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int_range(1, 4096), default=64)
     p.add_argument("--device", default=None)
     p.set_defaults(func=cmd_extract)
 

@@ -58,8 +58,14 @@ def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+#: Bump when what an entry means changes, so older entries are rebuilt, not trusted (2: the
+#: duration of a truncated video is the decoded span, not the container's claim).
+CACHE_FORMAT = 2
+
+
 def cache_key(path: str | os.PathLike, encoder_spec: str, sampling: SamplingConfig) -> str:
-    settings = json.dumps({"encoder": encoder_spec, **asdict(sampling), "timeout": None}, sort_keys=True)
+    settings = {"encoder": encoder_spec, **asdict(sampling), "timeout": None, "format": CACHE_FORMAT}
+    settings = json.dumps(settings, sort_keys=True)
     return f"{file_sha256(path)[:32]}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
 

@@ -1,8 +1,8 @@
 """How many events one video may ask for: a fixed cap, and never more than its sampled frames.
 
 ZeroTA optimises one soft moment and one caption prefix per event over the sampled frames, so
-its memory and time grow faster than linearly with the number of events (`benchmarks/` has the
-measured curve), and an event needs at least one frame of its own to be told apart.
+its memory and time grow faster than linearly with the number of events (measured by
+`benchmarks/zerota_events_memory.py`), and an event needs at least one frame of its own to be told apart.
 
 Example:
     >>> bounded_events(3, n_frames=45)
@@ -16,7 +16,7 @@ from __future__ import annotations
 from mmgpt2.errors import Mmgpt2Error
 
 #: The most events a caller may ask for per video.
-MAX_EVENTS = 20
+MAX_EVENTS = 10
 
 
 def bounded_events(requested: int, n_frames: int) -> int:
