@@ -108,6 +108,8 @@ def load_image(path: str | os.PathLike | Image.Image, max_pixels: int = MAX_PIXE
             f"{path}: refused as a possible decompression bomb ({claim}, over the {max_pixels / 1e6:.0f} MP limit); "
             "downscale it first"
         ) from err
+    except PermissionError as err:
+        raise ImageError(f"{path}: cannot be read (permission denied)") from err
     except UnidentifiedImageError as err:
         raise ImageError(f"{path}: not an image Pillow can read ({path.suffix or 'no extension'})") from err
     except (OSError, SyntaxError, ValueError) as err:

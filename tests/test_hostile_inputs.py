@@ -115,12 +115,17 @@ def test_only_bad_images_still_give_valid_json_and_exit_1(hostile, capsys):
         (["explain", "x.png", "--k", "-1"], "--k"),
         (["explain", "x.png", "--batch-size", "0"], "--batch-size"),
         (["kg", "query", "kg", "--text", "t", "--k", "-2"], "--k"),
+        (["caption", "x.png", "--device", "banana"], "--device"),
+        (["dense-caption", "v.mp4", "--device", "cuda:99"], "--device"),
+        (["demo", "--port", "70000"], "--port"),
+        (["demo", "--max-upload-mb", "0"], "--max-upload-mb"),
+        (["world", "shapes", "--n", "0", "--out", "w"], "--n"),
     ],
 )
 def test_numeric_flags_are_checked_naming_the_flag_and_the_rule(argv, flag, capsys):
     rc, _, err = run(argv, capsys)
     assert rc == 2
-    assert f"argument {flag}" in err and ("must be" in err), err
+    assert f"argument {flag}: " in err and ("must be" in err or "device" in err), err
 
 
 def damaged(tmp_path: Path, name: str, base: str = "shapes-tiny") -> Path:
@@ -244,6 +249,23 @@ def test_explain_and_kg_query_skip_bad_images_by_path(hostile, capsys):
     rc, out, err = run(["kg", "query", kg, *images, "--json"], capsys)
     assert rc == 1 and [r["query"] for r in json.loads(out)] == [str(images[0])]
     assert str(images[1]) in err and str(images[2]) in err
+
+
+@pytest.mark.parametrize("name", ["random.bin", "good.png"])
+def test_kg_build_from_a_file_that_is_not_text_is_one_line(name, hostile, tmp_path, capsys):
+    for extra in ([], ["--from-reports"]):
+        argv = [
+            "kg",
+            "build",
+            hostile[name],
+            "--encoder",
+            "embedded:chest-clip",
+            "--out",
+            tmp_path / "kg",
+            *extra,
+        ]
+        rc, _, err = run(argv, capsys)
+        assert rc == 2 and f"{hostile[name]}" in err and "not UTF-8 text" in err
 
 
 def test_an_empty_knowledge_graph_is_announced(tmp_path, capsys):

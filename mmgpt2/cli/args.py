@@ -63,6 +63,32 @@ def _rule(low: float | None, high: float | None, low_inclusive: bool = True) -> 
     return f"<= {high}" if high is not None else "(any)"
 
 
+def device(text: str) -> str:
+    """An argparse ``type`` for ``--device``: a torch device that exists on this machine.
+
+    Checked before any model loads, so ``--device cuda`` on a machine without a GPU is one line.
+    """
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a device; use cpu, cuda, cuda:1, mps, ..."
+        ) from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count()
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: no CUDA GPU is available here; use --device cpu")
+        if dev.index is not None and dev.index >= count:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text!r}: Apple MPS is not available here; use --device cpu")
+    return text
+
+
 #: The common cases.
 positive_int = int_range(1)
 non_negative_int = int_range(0)

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from mmgpt2.cli.args import float_range, int_range, positive_float, positive_int
+from mmgpt2.cli.args import device, float_range, int_range, positive_float, positive_int
 from mmgpt2.errors import Mmgpt2Error
 
 DEFAULT_MODEL = "shapes-tiny"
@@ -255,7 +255,7 @@ def register(sub) -> None:
         default=32,
         help="images decoded and captioned together (memory grows with it, not with the inputs)",
     )
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
+    p.add_argument("--device", type=device, default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
     add_generation_args(p)
     p.set_defaults(func=cmd_caption)
 
@@ -275,7 +275,7 @@ def register(sub) -> None:
     p.add_argument("--split", default="train", help="Karpathy split (train = train + restval)")
     p.add_argument("--tokens", action="store_true", help="also store patch tokens (large)")
     p.add_argument("--batch-size", type=int_range(1, 4096), default=64)
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", type=device, default=None)
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mmgpt2.cli.args import int_range, positive_float
+from mmgpt2.cli.args import device, int_range, positive_float
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="another saved model folder to offer in the tab of its type (repeatable), e.g. a COCO captioner",
     )
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: where the models load)")
+    p.add_argument(
+        "--device", type=device, default=None, help="cpu, cuda, ... (default: where the models load)"
+    )
     p.add_argument(
         "--max-upload-mb", type=positive_float, default=20.0, help="largest upload accepted (default 20 MB)"
     )

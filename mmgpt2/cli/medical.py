@@ -124,8 +124,12 @@ def _read_jsonl(path: str) -> list[dict]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise Mmgpt2Error(f"{path}: not UTF-8 text ({err.reason}); expected JSON lines") from None
     rows = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 rows.append(json.loads(line))

@@ -8,7 +8,7 @@ import json
 import sys
 
 from mmgpt2.apps.video.limits import MAX_EVENTS
-from mmgpt2.cli.args import int_range
+from mmgpt2.cli.args import device, int_range
 from mmgpt2.errors import Mmgpt2Error
 
 
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dc.add_argument("--json", action="store_true", help="print ActivityNet-format predictions")
     dc.add_argument("--out", help="also write the predictions JSON to this file")
     dc.add_argument("--timeline", help="draw the events of the (first) video to this PNG")
-    dc.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
+    dc.add_argument("--device", type=device, default=None, help="cpu, cuda, ... (default: cpu)")
     dc.add_argument(
         "--threads",
         type=int_range(1, 1024),

@@ -160,5 +160,10 @@ class UserStore:
             raise Mmgpt2Error(f"{path}: user store is not valid JSON ({err})") from err
         if not isinstance(data, dict) or data.get("format") != STORE_FORMAT:
             raise Mmgpt2Error(f"{path}: not an mmgpt2 user store (missing format={STORE_FORMAT!r})")
-        users = {str(u): [str(w) for w in ws] for u, ws in data.get("users", {}).items()}
-        return cls(UserContextModel.from_dict(data["context_model"]), users)
+        try:
+            users = {str(u): [str(w) for w in ws] for u, ws in data.get("users", {}).items()}
+            return cls(UserContextModel.from_dict(data["context_model"]), users)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise Mmgpt2Error(
+                f"{path}: damaged user store ({type(err).__name__}: {err}); save the model again"
+            ) from None
