@@ -137,6 +137,17 @@ def test_the_truncation_warning_survives_the_feature_cache(truncated_video, tiny
     assert cached.duration == pytest.approx(first.duration) and cached.warnings == first.warnings
 
 
+def test_a_one_frame_video_is_one_sampled_frame_so_one_event(tmp_path):
+    from test_video_reader import write_mp4
+
+    from mmgpt2.apps.video.reader import read_frames
+
+    write_mp4(tmp_path / "still.mp4", n_frames=1, rate=1)
+    frames, times, _ = read_frames(tmp_path / "still.mp4", SamplingConfig(fps=4, size=32))
+    assert len(frames) == len(times) == 1  # not the same frame four times
+    assert bounded_events(3, n_frames=len(times)) == 1
+
+
 def test_events_are_capped_and_never_more_than_the_sampled_frames():
     assert bounded_events(3, n_frames=45) == 3
     assert bounded_events(MAX_EVENTS, n_frames=1) == 1

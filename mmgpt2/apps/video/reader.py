@@ -143,7 +143,9 @@ def _decode_decord(path: str, config: SamplingConfig, out: mp.Queue) -> None:
     duration = n / fps
     out.put(("info", VideoInfo(path, duration, fps, n, width, height, "decord")))
     times = sample_times(duration, config)
-    index = np.minimum((times * fps).astype(np.int64), n - 1)
+    # Sampling faster than the video's own rate would take a frame twice; each frame counts once
+    # (as with PyAV below), so a still or slow video is not mistaken for more moments than it has.
+    index = np.unique(np.minimum((times * fps).astype(np.int64), n - 1))
     for start in range(0, len(index), config.chunk):
         idx = index[start : start + config.chunk]
         try:
