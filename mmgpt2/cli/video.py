@@ -132,15 +132,13 @@ def unique_video_ids(paths: list[str]) -> tuple[list[str], dict[str, str]]:
             first[vid] = path
             keep.append(path)
             continue
-        what = (
-            "is given twice"
-            if str(path) == str(first[vid])
-            else f"has the same video id {vid!r} as {first[vid]}"
-        )
-        errors[str(path)] = (
-            f"{path}: {what} (ids are file names without extension); rename or copy one of them to "
-            "caption both"
-        )
+        if str(path) == str(first[vid]):
+            errors[str(path)] = "is given twice; its events are listed once"
+        else:  # keyed and shown by path: the id belongs to the first video
+            errors[str(path)] = (
+                f"has the same video id {vid!r} as {first[vid]} (ids are file names without extension); "
+                "rename or copy one of them to caption both"
+            )
     return keep, errors
 
 
