@@ -59,8 +59,9 @@ def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
 
 
 #: Bump when what an entry means changes, so older entries are rebuilt, not trusted (2: the
-#: duration of a truncated video is the decoded span, not the container's claim).
-CACHE_FORMAT = 2
+#: duration of a truncated video is the decoded span, not the container's claim; 3: a frame
+#: sampled twice from a slow video is kept once).
+CACHE_FORMAT = 3
 
 
 def cache_key(path: str | os.PathLike, encoder_spec: str, sampling: SamplingConfig) -> str:
