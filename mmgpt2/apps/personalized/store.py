@@ -47,16 +47,16 @@ def read_history(path: str | os.PathLike, max_posts: int = MAX_POSTS) -> list[st
 
 #: Bytes of a history file looked at to tell text from binary data.
 SNIFF_BYTES = 64 * 1024
-#: Share of the sniffed characters that may be undecodable or control characters in a text file
-#: (a few stray Latin-1 accents pass; an image, archive or random bytes do not).
-MAX_NON_TEXT = 0.05
+#: Share of control characters (NUL, ESC, ...; not tabs or line breaks) allowed in a text file.
+#: Text in any encoding has next to none; images, archives and random bytes have 5-50%.
+MAX_CONTROL = 0.02
 
 
 def _text_encoding(path: Path) -> str:
     """The encoding to read a history file with (UTF-8, or UTF-16/32 with a byte-order mark).
 
     Refuses binary data (an image, an archive, random bytes): its "words" would silently steer the
-    captions. The file's start is judged; a longer file is streamed later with errors replaced.
+    captions. Undecodable bytes in text (a stray Latin-1 accent) are replaced, not fatal.
     """
     with open(path, "rb") as f:
         head = f.read(SNIFF_BYTES)
@@ -67,24 +67,14 @@ def _text_encoding(path: Path) -> str:
         if head.startswith(bom):
             encoding = name
             break
-    share = _non_text_share(head, encoding)
-    if share > MAX_NON_TEXT and encoding == "utf-8" and _non_text_share(head, "cp1252") <= MAX_NON_TEXT:
-        encoding = "cp1252"  # a Windows/Latin-1 text file: its accents are not UTF-8, but it is text
-    elif share > MAX_NON_TEXT:
+    text = head.decode(encoding, errors="replace")
+    control = sum(1 for ch in text if (ch < " " and ch not in "\t\n\r\f\v") or ch == "\x7f")
+    if text and control / len(text) > MAX_CONTROL:
         raise Mmgpt2Error(
-            f"{path}: does not look like text ({share:.0%} of its first {len(head):,} bytes are binary "
-            "or undecodable); give a text file (UTF-8), one past caption per line"
+            f"{path}: does not look like text ({control / len(text):.0%} of its first {len(head):,} bytes are "
+            "control characters); give a text file (UTF-8), one past caption per line"
         )
     return encoding
-
-
-def _non_text_share(head: bytes, encoding: str) -> float:
-    """Share of undecodable or control characters when `head` is read as `encoding`."""
-    text = head.decode(encoding, errors="replace")
-    if len(head) == SNIFF_BYTES:
-        text = text[:-1]  # the cut may split the last character
-    bad = sum(1 for ch in text if ch == "\ufffd" or (ch < " " and ch not in "\t\n\r\f\v"))
-    return bad / len(text) if text else 0.0
 
 
 class UserStore:
