@@ -32,7 +32,7 @@ from mmgpt2.demo.tabs import caption as caption_tab  # noqa: E402
 from mmgpt2.demo.tabs import personalized as personalized_tab  # noqa: E402
 from mmgpt2.paths import list_embedded_models  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("MMGPT2_CHROMIUM", "/usr/bin/chromium")  # as scripts/install-browser.sh
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -97,6 +97,8 @@ def server(tmp_path_factory):
 def browser():
     from playwright.sync_api import sync_playwright
 
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"no browser at {CHROMIUM}: run `bash scripts/install-system-deps.sh` (README set-up)")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
