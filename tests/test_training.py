@@ -26,6 +26,7 @@ class ToyFeatures(Dataset):
 
     def __init__(self, n: int = 24, crash_at: int | None = None):
         self.n, self.crash_at, self.calls = n, crash_at, 0
+        self.seen: list[int] = []  # which examples this process loaded, in order
 
     def __len__(self) -> int:
         return self.n
@@ -34,6 +35,7 @@ class ToyFeatures(Dataset):
         self.calls += 1
         if self.crash_at is not None and self.calls > self.crash_at:
             raise RuntimeError("simulated crash")
+        self.seen.append(i)
         g = torch.Generator().manual_seed(i)
         return {"index": i, "pooled": torch.randn(16, generator=g), "captions": CAPTIONS[i % len(CAPTIONS)]}
 
@@ -102,11 +104,14 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
 
 
 SCRIPT = """
-import sys, torch
+import json, os, sys
 sys.path.insert(0, {tests!r})
 from test_training import ToyFeatures, make_captioner
 from mmgpt2.training import TrainConfig, train
-train(make_captioner(), ToyFeatures(), TrainConfig(out_dir={out!r}, epochs=1, batch_size=3, save_every=2, progress=False, log_seen_indices=True))
+data = ToyFeatures()
+train(make_captioner(), data, TrainConfig(out_dir={out!r}, epochs=1, batch_size=3, save_every=2, progress=False))
+with open(os.path.join({out!r}, "seen_rank" + os.environ["RANK"] + ".json"), "w") as f:
+    json.dump(data.seen, f)
 """
 
 

@@ -25,10 +25,11 @@ class FeatureCaptionDataset(Dataset):
         self.store = store
         self.use_tokens = use_tokens
         self.items: list[tuple[str, str]] = []
-        missing = empty = 0
+        missing: list[str] = []
+        empty = 0
         for rec in records:
             if rec.image not in store:
-                missing += 1
+                missing.append(rec.image)
                 continue
             for cap in rec.captions:
                 if cap.strip():
@@ -36,8 +37,11 @@ class FeatureCaptionDataset(Dataset):
                 else:
                     empty += 1
         if missing or empty:
+            named = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             warnings.warn(
-                f"dropped {missing} images not in the feature cache and {empty} empty captions", stacklevel=2
+                f"dropped {len(missing)} images not in the feature cache and {empty} empty captions"
+                + (f" (not in {store.folder}: {named})" if missing else ""),
+                stacklevel=2,
             )
         if not self.items:
             raise Mmgpt2Error(
