@@ -4,21 +4,17 @@
 # browser of its own) and the Python packages playwright + gradio in the active Python.
 # Safe to run many times: each step is skipped when its result is already there.
 set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive
 PY="${PYTHON:-python}"
 # Another Chromium/Chrome binary can stand in: MMGPT2_CHROMIUM=/path (the tests read it too).
 CHROMIUM="${MMGPT2_CHROMIUM:-/usr/bin/chromium}"
 
 if [ ! -x "$CHROMIUM" ]; then
-  if [ -n "${MMGPT2_CHROMIUM:-}" ] || ! command -v apt-get >/dev/null; then
-    echo "install-browser: no $CHROMIUM: install Chromium with your package manager and set MMGPT2_CHROMIUM to it" >&2
+  if [ -n "${MMGPT2_CHROMIUM:-}" ]; then
+    echo "install-browser: no $CHROMIUM (MMGPT2_CHROMIUM): point it at a Chromium or Chrome binary" >&2
     exit 1
   fi
-  SUDO=""
-  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
-  echo "install-browser: installing Debian chromium with apt-get"
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+  . "$(dirname "$0")/apt-install.sh"
+  apt_install "Chromium (or set MMGPT2_CHROMIUM to a Chromium binary)" chromium fonts-dejavu-core
 fi
 "$CHROMIUM" --version || { echo "install-browser: $CHROMIUM does not run" >&2; exit 1; }
 

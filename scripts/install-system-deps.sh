@@ -5,19 +5,11 @@
 # Uses apt-get (through sudo when not root); elsewhere it names what to install by hand.
 # Safe to run many times.
 set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive
 cd "$(dirname "$0")"
 
 if ! java -version >/dev/null 2>&1; then
-  if ! command -v apt-get >/dev/null; then
-    echo "install-system-deps: no java and no apt-get: install a Java 17 runtime with your package manager" >&2
-    exit 1
-  fi
-  SUDO=""
-  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
-  echo "install-system-deps: installing Java 17 (openjdk-17-jre-headless) with apt-get"
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null
+  . ./apt-install.sh
+  apt_install "a Java 17 runtime" openjdk-17-jre-headless
 fi
 java -version 2>&1 | head -1
 
