@@ -151,18 +151,19 @@ def test_a_stale_backup_does_not_break_later_saves(world, capsys):
 
 @pytest.mark.parametrize(
     "change",
-    [["--batch-size", "32"], ["--seed", "8"], ["--train", "SMALLER"]],
-    ids=["larger-batch", "other-seed", "smaller-training-file"],
+    [["--batch-size", "32"], ["--seed", "8"], ["--train", "SMALLER"], ["--train", "REORDERED"]],
+    ids=["larger-batch", "other-seed", "smaller-training-file", "same-size-other-order"],
 )
 def test_a_resume_that_cannot_continue_the_same_run_says_so_and_stops(world, capsys, change):
     out = world / f"resume-{change[0]}"
     # 7 steps of 8 per epoch: a resume with another batch size or file used to loop forever here.
     assert main(train_args(world, out, "--max-steps", "7", "--save-every", "7")) == 0
     capsys.readouterr()
-    if change[1] == "SMALLER":
-        smaller = world / "w" / "two.jsonl"
-        smaller.write_text("".join((world / "w" / "captions.jsonl").read_text().splitlines(True)[:2]))
-        change = ["--train", str(smaller)]
+    rows = (world / "w" / "captions.jsonl").read_text().splitlines(True)
+    if change[1] in ("SMALLER", "REORDERED"):
+        other = world / "w" / f"{change[1].lower()}.jsonl"
+        other.write_text("".join(rows[:2] if change[1] == "SMALLER" else rows[::-1]))
+        change = ["--train", str(other)]
     args = train_args(world, out, "--max-steps", "20", "--save-every", "7", "--resume")
     args[args.index(change[0]) + 1] = change[1]
     started = time.monotonic()

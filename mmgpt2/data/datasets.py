@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -50,6 +53,12 @@ class FeatureCaptionDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def fingerprint(self) -> str:
+        """A hash of the (image file name, caption) pairs in order: a resumed training run checks it is
+        unchanged. File names, not paths, so the same data reached from another folder still matches."""
+        pairs = [(os.path.basename(image), caption) for image, caption in self.items]
+        return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         image, caption = self.items[i]

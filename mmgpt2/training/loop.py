@@ -112,6 +112,8 @@ def train(
         "dataset_size": len(dataset),
         "num_processes": accelerator.num_processes,
     }
+    if callable(getattr(dataset, "fingerprint", None)):  # same size, other rows: still another run
+        run["dataset_fingerprint"] = dataset.fingerprint()
 
     step, epoch, skip = 0, 0, 0
     if config.resume:
@@ -170,7 +172,7 @@ def train(
 
 
 def _resume(
-    folder: Path, model, optimizer, scheduler, run: dict[str, int], steps_per_epoch: int, total: int
+    folder: Path, model, optimizer, scheduler, run: dict[str, Any], steps_per_epoch: int, total: int
 ) -> tuple[int, int, int]:
     """Load the checkpoint; (step, epoch, batches to skip in that epoch), or a `ResumeError`."""
     state = read_trainer_state(folder)
@@ -199,7 +201,7 @@ def _checkpoint(
     step: int,
     epoch: int,
     batches_in_epoch: int,
-    run: dict[str, int],
+    run: dict[str, Any],
 ) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

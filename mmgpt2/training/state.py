@@ -28,7 +28,7 @@ from mmgpt2.errors import Mmgpt2Error
 STATE_NAME = "trainer_state.json"
 #: What fixes the order and size of the batches; with the same values a resumed run continues the
 #: interrupted one batch for batch, and with other values it cannot.
-RUN_IDENTITY = ("seed", "batch_size", "dataset_size", "num_processes")
+RUN_IDENTITY = ("seed", "batch_size", "dataset_size", "dataset_fingerprint", "num_processes")
 
 
 class ResumeError(Mmgpt2Error):
@@ -52,7 +52,7 @@ def save_training_state(
     step: int,
     epoch: int,
     batches_in_epoch: int,
-    run: dict[str, int],
+    run: dict[str, Any],
 ) -> None:
     """Write the state of step `step` into `folder`, replacing the previous one atomically."""
     tmp = folder.with_name(f".{folder.name}.writing")
@@ -95,13 +95,15 @@ def read_trainer_state(folder: Path) -> dict[str, Any]:
     return state
 
 
-def check_same_run(folder: Path, state: dict[str, Any], run: dict[str, int]) -> None:
+def check_same_run(folder: Path, state: dict[str, Any], run: dict[str, Any]) -> None:
     """Refuse to resume a checkpoint made with another seed, batch size, dataset or process count."""
-    saved = state.get("run")
-    if saved is None:  # made before runs were recorded: nothing to compare
-        return
+    saved = state.get("run") or {}  # older checkpoints recorded less (or nothing): compare what is there
     changed = [
-        f"{k.replace('_', ' ')} {saved.get(k)} -> {run[k]}" for k in RUN_IDENTITY if saved.get(k) != run[k]
+        "training data changed"
+        if k == "dataset_fingerprint"
+        else f"{k.replace('_', ' ')} {saved[k]} -> {run[k]}"
+        for k in RUN_IDENTITY
+        if k in saved and k in run and saved[k] != run[k]
     ]
     if changed:
         raise ResumeError(
