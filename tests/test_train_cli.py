@@ -127,6 +127,13 @@ def test_sigkill_then_resume_ends_bit_identical_to_an_unbroken_run_with_the_same
     assert_identical(weights(world / "unbroken" / "final"), weights(killed / "final"))
 
 
+def test_one_seed_gives_one_model(world):
+    for out in ("seed-a", "seed-b"):
+        torch.manual_seed(hash(out) % 1000)  # whatever ran before must not matter
+        assert main(train_args(world, world / out, "--max-steps", "2")) == 0
+    assert_identical(weights(world / "seed-a" / "final"), weights(world / "seed-b" / "final"))
+
+
 def test_a_kill_between_the_checkpoint_renames_resumes_from_the_backup(world, capsys):
     out = world / "renames"
     assert main(train_args(world, out, "--max-steps", "4", "--save-every", "2")) == 0
