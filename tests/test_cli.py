@@ -16,8 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_command_has_help(capsys):
-    parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices
+    usage = build_parser().format_usage()  # "usage: mmgpt2 [-h] [--debug] COMMAND ..." lists no names
+    with pytest.raises(SystemExit):
+        main(["no-such-command"])
+    commands = capsys.readouterr().err.split("choose from ")[1].split(")")[0].replace("'", "").split(", ")
+    assert "COMMAND" in usage
     assert {"caption", "extract-features", "train-captioner", "eval-captions", "list-models"} <= set(commands)
     for name in commands:
         with pytest.raises(SystemExit) as exit_info:
