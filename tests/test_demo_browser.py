@@ -18,6 +18,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
+from demo_screenshot import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (recipes/: one set of browser flags)
 
 pytestmark = pytest.mark.browser
 
@@ -30,17 +31,6 @@ from mmgpt2.demo.tabs import caption as caption_tab  # noqa: E402
 from mmgpt2.demo.tabs import personalized as personalized_tab  # noqa: E402
 from mmgpt2.paths import list_embedded_models  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PAGE_DECODING = {"num_beams": caption_tab.DEFAULT_BEAMS, "max_new_tokens": caption_tab.DEFAULT_MAX_NEW_TOKENS}
 #: Generous: the machine running the tests may be shared.
 UI_TIMEOUT_MS = 120_000
