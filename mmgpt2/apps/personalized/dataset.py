@@ -23,8 +23,11 @@ def leave_one_out_contexts(posts: Sequence[UserPost], model: UserContextModel) -
     """The context of each post's author computed from the author's OTHER posts in `posts`.
 
     Example:
-        >>> ctx = leave_one_out_contexts(train_posts, UserContextModel().fit(texts_by_user))
-        >>> # ctx[i] never draws on train_posts[i].caption
+        >>> posts = [UserPost("ann", "a.png", "wow a red dot #art"), UserPost("ann", "b.png", "wow so red"),
+        ...          UserPost("bo", "c.png", "a blue box")]
+        >>> texts = {"ann": [p.caption for p in posts[:2]], "bo": [posts[2].caption]}
+        >>> leave_one_out_contexts(posts, UserContextModel().fit(texts))  # post i's context skips post i
+        [['red', 'so', 'wow'], ['#art', 'dot', 'red', 'wow'], []]
     """
     by_user: dict[str, list[int]] = {}
     for i, p in enumerate(posts):
