@@ -36,6 +36,7 @@ from recipe_common import (  # noqa: E402
     build_settings,
     limited,
     load_config,
+    metrics,
     run_main,
     train_config,
     write_results,
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         pooled = torch.stack([store.pooled(r.image) for r in chunk])
         preds.update({r.id: c for r, c in zip(chunk, model.caption_features(pooled), strict=True)})
     rows = [{"id": r.id, "image": r.image, "prediction": preds[r.id], "references": r.captions} for r in test]
-    scores = score_captions(preds, {r.id: r.captions for r in test})
+    scores = score_captions(preds, {r.id: r.captions for r in test}, metrics(args))
     scores["images_scored"] = len(test)
     scores["unreadable_images"] = [r.id for r in test_records if r.image not in store]
     write_results(out, rows, scores)

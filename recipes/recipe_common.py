@@ -37,6 +37,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, config: str) -> None:
         "--limit", type=int, help="only the first N test items (and at most N training items)"
     )
     parser.add_argument("--device", help="default: this process's accelerator, else cpu")
+    parser.add_argument(
+        "--metrics",
+        type=lambda text: [m.strip() for m in text.split(",") if m.strip()],
+        help="comma-separated caption metrics (default: BLEU-1..4, METEOR, ROUGE-L, CIDEr; METEOR is "
+        "the slow one to start)",
+    )
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +83,18 @@ def train_config(named, args: argparse.Namespace, out_dir: str | os.PathLike):
 def limited(items: Sequence, limit: int | None) -> list:
     """The first `limit` items (all when `limit` is None)."""
     return list(items if limit is None else items[:limit])
+
+
+def metrics(args: argparse.Namespace) -> tuple[str, ...]:
+    """The caption metrics asked for (all by default); an unknown name is a one-line error."""
+    from mmgpt2.errors import Mmgpt2Error
+    from mmgpt2.eval.captions import METRICS
+
+    chosen = tuple(args.metrics or METRICS)
+    unknown = [m for m in chosen if m not in METRICS]
+    if unknown:
+        raise Mmgpt2Error(f"--metrics: unknown {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    return chosen
 
 
 def write_results(out: Path, predictions: Any, scores: dict[str, Any]) -> None:
