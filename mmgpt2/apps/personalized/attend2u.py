@@ -21,7 +21,8 @@ Text is normalised as Attend2u's own preprocessing does before training and scor
   Python 2 code wrote emoji as escape codes and broke non-ASCII letters into escape fragments;
   here both stay the characters they are.)
 - YFCC100M (`normalize_yfcc`): URL-decoded (``unquote_plus``), links and HTML dropped, lowercase,
-  punctuation and emoji dropped, accents folded to ASCII, every number becomes ``0`` and a number
+  punctuation and emoji dropped, accents folded to ASCII (letters with no ASCII base, e.g. CJK, are
+  dropped; Attend2u transliterated them with ``unidecode``), every number becomes ``0`` and a number
   standing alone is dropped, ``_`` becomes ``-``. The caption is the title when it has 3-20
   tokens, else the description when it has 3-20, else the title (`yfcc_caption`), as in Attend2u;
   a title that is only a camera file name (``IMG_0520``, ``DSC01234.JPG``) counts as no title.
