@@ -60,6 +60,17 @@ def read_jsonl(path: str | os.PathLike) -> list[CaptionRecord]:
 KARPATHY_SPLITS = ("train", "val", "test")
 
 
+def read_json(path: str | os.PathLike, what: str):
+    """A dataset's JSON file, or an error naming the file and what it should be."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such {what} file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise Mmgpt2Error(f"{path}: not valid JSON ({err.msg}); expected a {what} file") from err
+
+
 def read_coco_karpathy(
     path: str | os.PathLike, image_root: str | os.PathLike, split: str = "train"
 ) -> list[CaptionRecord]:
@@ -69,12 +80,7 @@ def read_coco_karpathy(
         >>> read_coco_karpathy("dataset_coco.json", "/data/coco", split="test")[:1]
     """
     path, root = Path(path), Path(image_root)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; expected Karpathy's dataset_coco.json")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise Mmgpt2Error(f"{path}: not valid JSON ({err.msg})") from err
+    data = read_json(path, "Karpathy split (dataset_coco.json)")
     if isinstance(data, dict) and "annotations" in data and "images" in data:
         # The official captions_{train,val}2014.json: no splits, captions apart from images.
         raise Mmgpt2Error(

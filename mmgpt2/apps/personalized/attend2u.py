@@ -35,7 +35,6 @@ is also trained on; `split_posts` cuts your own splits reproducibly.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -45,6 +44,7 @@ from pathlib import Path
 from urllib.parse import unquote_plus, urlparse
 
 from mmgpt2.apps.personalized.dataset import UserPost
+from mmgpt2.data.records import read_json
 from mmgpt2.errors import Mmgpt2Error
 
 #: Where Attend2u keeps each dataset's image, relative to the images folder.
@@ -157,13 +157,7 @@ def yfcc_photo_id(page_url: str) -> str:
 
 
 def _load_json(path: str | os.PathLike, what: str) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such {what} file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise Mmgpt2Error(f"{path}: not valid JSON ({err})") from err
+    data = read_json(path, what)
     if not isinstance(data, dict):
         raise Mmgpt2Error(f"{path}: expected a JSON object keyed by user id, got {type(data).__name__}")
     return data
