@@ -81,3 +81,26 @@ def test_zerota_recipe_end_to_end_keys_results_by_annotation_id(anet, tmp_path):
     assert list(scores["duplicate_videos"]) == [f"v_{IDS[2]}"]
     assert scores["videos_scored"] == 3 and scores["num_videos"] == 3 and scores["failed_videos"] == {}
     assert scores["ignored_predicted_videos"] == 0  # every prediction met its ground truth
+
+
+def test_annotation_ids_survive_captioning_whatever_the_file_names(tmp_path):
+    """Fast: a stand-in for the ZeroTA optimisation, the real id plumbing and results file."""
+    from mmgpt2.apps.video.model import DenseVideoCaptioner, caption_videos_distributed
+    from mmgpt2.apps.video.zerota import Event
+
+    class Stub(DenseVideoCaptioner):
+        def __init__(self):  # no models: only the keying is under test
+            pass
+
+        def caption_video(self, path, events=None, trace=None, progress=False, **settings):
+            if Path(path).suffix == ".webm":
+                raise ValueError(f"{path}: cannot decode")
+            return [Event(start=0.0, end=1.0, sentence=Path(path).name, score=1.0)]
+
+    files = {f"v_{IDS[0]}": tmp_path / f"v_{IDS[0]}.mp4", f"v_{IDS[1]}": tmp_path / f"{IDS[1]}.mp4"}
+    files[f"v_{IDS[2]}"] = tmp_path / f"{IDS[2]}.webm"
+    doc = caption_videos_distributed(Stub(), files, tmp_path / "predictions.json")
+    assert set(doc["results"]) == {f"v_{IDS[0]}", f"v_{IDS[1]}"}
+    assert doc["results"][f"v_{IDS[1]}"][0]["sentence"] == f"{IDS[1]}.mp4"  # keyed by id, not by stem
+    assert list(doc["external_data"]["errors"]) == [f"v_{IDS[2]}"]
+    assert json.loads((tmp_path / "predictions.json").read_text()) == doc

@@ -196,6 +196,12 @@ def test_instagram_recipe_end_to_end_on_the_real_layout(tmp_path):
     )
     assert scores["unscored"]["test2"] == {"1000000000000000203": "image missing or unreadable"}
     assert {"test1", "test2"} <= set(scores) and "CIDEr" in scores["test1"]
+    # the missing image arrives: the rerun (same run folder, same feature cache) scores its post
+    _image(root / "images" / "mary.jane_@_1000000000000000203", 99)
+    assert main_for("instagram", ["--data", str(root), "--out", str(out), "--limit", "5", *SMALL_MODEL]) == 0
+    rows = json.loads((out / "predictions.json").read_text())
+    assert "1000000000000000203" in {r["id"] for r in rows}
+    assert json.loads((out / "scores.json").read_text())["unscored"]["test2"] == {}
 
 
 def test_yfcc_recipe_end_to_end_on_the_real_layout(tmp_path):
