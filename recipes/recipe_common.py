@@ -25,8 +25,8 @@ from typing import Any
 TRAIN_FLAGS = ("epochs", "max_steps", "batch_size", "lr", "warmup_steps", "save_every", "mixed_precision")
 
 
-def add_model_arguments(parser: argparse.ArgumentParser, config: str) -> None:
-    """``--config``, ``--encoder``, ``--lm``, ``--out``, ``--limit`` and ``--device``."""
+def add_model_arguments(parser: argparse.ArgumentParser, config: str, caption_metrics: bool = True) -> None:
+    """``--config``, ``--encoder``, ``--lm``, ``--out``, ``--limit``, ``--device`` [and ``--metrics``]."""
     parser.add_argument(
         "--config", default=config, help=f"named config or JSON file of the setup (default: {config})"
     )
@@ -37,6 +37,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, config: str) -> None:
         "--limit", type=int, help="only the first N test items (and at most N training items)"
     )
     parser.add_argument("--device", help="default: this process's accelerator, else cpu")
+    if not caption_metrics:
+        return
     parser.add_argument(
         "--metrics",
         type=lambda text: [m.strip() for m in text.split(",") if m.strip()],

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--videos", required=True, type=Path, help="folder of ActivityNet video files")
     parser.add_argument("--gt", required=True, action="append", help="ground-truth JSON (repeatable)")
-    add_model_arguments(parser, CONFIG)
+    add_model_arguments(parser, CONFIG, caption_metrics=False)  # densevid_eval's measures, all of them
     parser.add_argument("--events", type=int, help="events per video (default: the config's)")
     parser.add_argument("--steps", type=int, help="optimisation steps per video (default: the config's)")
     parser.add_argument("--fps", type=float, help="frames sampled per second (at most --max-frames)")
