@@ -232,3 +232,19 @@ def test_missing_images_everywhere_is_one_clear_error(tmp_path):
         image.rename(image.with_name(image.name.split("_@_")[1] + ".gif"))  # another naming scheme
     with pytest.raises(Mmgpt2Error, match=r"\{user\}_@_\{post\} with no extension"):
         main_for("instagram", ["--data", str(root), "--out", str(tmp_path / "run"), *SMALL_MODEL])
+
+
+def test_wrapper_script_runs_and_names_the_missing_split_file(tmp_path):
+    """The script entry point (one of the two identical wrappers: a subprocess costs ~10 s here)."""
+    import subprocess
+
+    (tmp_path / "data" / "images").mkdir(parents=True)
+    script = ROOT / "recipes" / "personalized_instagram.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "insta-caption-train.json: no such Attend2u Instagram JSON file" in proc.stderr
