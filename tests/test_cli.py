@@ -97,7 +97,7 @@ def test_coco_recipe_runs_end_to_end_on_the_embedded_models(tmp_path):
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    scores = json.loads((tmp_path / "run" / "test_scores.json").read_text())
+    scores = json.loads((tmp_path / "run" / "scores.json").read_text())
     assert set(scores) >= {"BLEU-4", "METEOR", "CIDEr"}
-    preds = json.loads((tmp_path / "run" / "test_predictions.json").read_text())
-    assert list(preds) == ["3"]
+    preds = json.loads((tmp_path / "run" / "predictions.json").read_text())
+    assert [r["id"] for r in preds] == ["3"]
