@@ -4,9 +4,11 @@ Layout of a cache folder::
 
     index.json                      {"encoder": spec, "weights": fingerprint, "images": {path: [shard, row]}, "shards": [...]}
     features-00000.safetensors      "pooled" (N, D) float16 [, "tokens" (N, T, Dt) float16]
-    failed.jsonl                    {"image": path, "error": reason} for each skipped file
+    failed.jsonl                    {"image": path, "error": reason} for each file skipped by the last run
 
-Extraction is resumable: finished shards are kept and their images are not encoded again.
+Extraction is resumable: finished shards are kept and their images are not encoded again. Files
+that failed are tried again on every run (a fixed or newly downloaded file must never stay hidden
+behind an old failure); `failed.jsonl` always lists exactly the files that fail now.
 """
 
 from __future__ import annotations
@@ -62,14 +64,8 @@ def extract_features(
     index["encoder"] = encoder.spec
     index["tokens"] = bool(index.get("tokens", tokens) if index["images"] else tokens)
     failed_path = out / "failed.jsonl"
-    failed = (
-        {json.loads(x)["image"] for x in failed_path.read_text().splitlines()}
-        if failed_path.is_file()
-        else set()
-    )
-    todo = [
-        p for p in dict.fromkeys(str(p) for p in image_paths) if p not in index["images"] and p not in failed
-    ]
+    failed: dict[str, str] = {}  # this run's failures only: earlier ones are retried below
+    todo = [p for p in dict.fromkeys(str(p) for p in image_paths) if p not in index["images"]]
 
     bar = tqdm(total=len(todo), desc="encoding images", unit="img", disable=not progress)
     for start in range(0, len(todo), shard_size):
@@ -82,16 +78,15 @@ def extract_features(
                     images.append(load_image(path))
                     kept.append(path)
                 except ValueError as err:
-                    failed.add(path)
+                    failed[path] = str(err)
                     tqdm.write(f"skipped {err}")
-                    with open(failed_path, "a", encoding="utf-8") as f:
-                        f.write(json.dumps({"image": path, "error": str(err)}) + "\n")
             if images:
                 p, t = encoder.encode_image(encoder.preprocess_batch(images), return_tokens=True)
                 pooled.append(p.half().cpu())
                 if tokens:
                     toks.append(t.half().cpu())
             bar.update(len(chunk[b : b + batch_size]))
+        _write_failed(failed_path, failed)
         if not kept:
             continue
         name = f"features-{len(index['shards']):05d}.safetensors"
@@ -103,6 +98,7 @@ def extract_features(
         index["images"].update({path: [name, row] for row, path in enumerate(kept)})
         atomic_write_json(index_path, index)  # after the shard: the index never points at a missing file
     bar.close()
+    _write_failed(failed_path, failed)
     if not index_path.is_file():
         atomic_write_json(index_path, index)
     return FeatureStore(out)
@@ -131,6 +127,15 @@ def _load_shard(path: Path) -> dict[str, torch.Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise Mmgpt2Error(f"{path}: unreadable feature shard ({err}); {REBUILD}") from None
+
+
+def _write_failed(path: Path, failed: dict[str, str]) -> None:
+    """Rewrite the failure list (atomically); no failures left means no file."""
+    if failed:
+        text = "".join(json.dumps({"image": k, "error": v}) + "\n" for k, v in failed.items())
+        atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    elif path.is_file():
+        path.unlink()
 
 
 class FeatureStore:
