@@ -234,3 +234,49 @@ def test_empty_predictions_are_scored_not_refused(tmp_path, capsys):  # 4.13
     assert code == 0
     scores = json.loads(out)
     assert scores["BLEU-1"] == pytest.approx(0.0, abs=1e-6) and scores["CIDEr"] == 0.0
+
+
+# ---- CLIPScore through the commands (embedded encoder, offline) ----
+
+
+@pytest.mark.slow
+def test_eval_captions_clipscore_finds_images_by_path_or_under_image_root(tmp_path, capsys):
+    right = {"assets/examples/shapes_1.png": "a large orange square on the right"}
+    refs = {k: [v] for k, v in right.items()}
+    refs["shapes_1"] = refs["assets/examples/shapes_1.png"]
+    wrong = {"shapes_1": "a small blue circle on the left"}
+    flags = ["--clipscore", "embedded:shapes-clip", "--json"]
+    code, out, _ = captions(tmp_path, capsys, right, refs, extra=flags)
+    assert code == 0
+    good = json.loads(out)
+    code, out, _ = captions(tmp_path, capsys, wrong, refs, extra=[*flags, "--image-root", "assets/examples"])
+    assert code == 0
+    bad = json.loads(out)
+    assert 0 <= bad["CLIPScore"] < good["CLIPScore"] <= 2.5
+    assert bad["RefCLIPScore"] < good["RefCLIPScore"]
+    code, _, err = captions(tmp_path, capsys, wrong, refs, extra=flags)
+    assert code == 2 and "no image for 1 prediction ids (ids are not image paths; give --image-root)" in err
+
+
+@pytest.mark.slow
+def test_eval_dense_clipscore_scores_events_over_their_frames(tmp_path, capsys):
+    main(["world", "videos", "--n", "1", "--seed", "1", "--out", str(tmp_path / "v")])
+    capsys.readouterr()
+    truth = json.loads((tmp_path / "v" / "ground_truth.json").read_text())
+    events = truth["00000"]
+    flags = ["--clipscore", "embedded:shapes-clip", "--videos", str(tmp_path / "v"), "--no-soda", "--json"]
+    scores = {}
+    for name, sentences in (("right", events["sentences"]), ("swapped", events["sentences"][::-1])):
+        results = {
+            "00000": [{"sentence": s, "timestamp": t} for s, t in zip(sentences, events["timestamps"])]
+        }
+        code, out, _ = dense(tmp_path, capsys, results, gt=truth, extra=flags)
+        assert code == 0
+        scores[name] = json.loads(out)
+    assert scores["right"]["clipscore_events"] == 2
+    assert scores["swapped"]["CLIPScore"] < scores["right"]["CLIPScore"]
+    assert scores["swapped"]["RefCLIPScore"] < scores["right"]["RefCLIPScore"]
+    code, _, err = dense(
+        tmp_path, capsys, {"00000": [GOOD_EVENT]}, extra=["--clipscore", "embedded:shapes-clip"]
+    )
+    assert code == 2 and "--clipscore needs --videos DIR" in err

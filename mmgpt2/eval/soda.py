@@ -76,7 +76,7 @@ def soda_c(
     """SODA_c of `predictions` against one or more ground-truth files (see the module docstring).
 
     `tokens` maps raw sentences to their tokenized form (computed here when not given). Returns
-    ``{"SODA_c", "per_file": [...], "videos_scored", "videos_without_predictions"}``.
+    ``{"SODA_c", "per_file": [...], "videos_scored", "videos_without_predictions"}`` (distinct videos).
     """
     from mmgpt2.eval.dense import tiou
     from mmgpt2.eval.scorers import meteor_segments
@@ -111,12 +111,12 @@ def soda_c(
                     pairs[(tok(e.sentence), tok(p.sentence))] = None
     meteor_of = dict(zip(pairs, meteor_segments([h for h, _ in pairs], [[r] for _, r in pairs])))
 
-    per_file, scored, without = [], 0, 0
+    per_file, scored, without = [], set(), set()
     for gt in ground_truths:
         per_video = []
         for vid in sorted(gt):
             if vid not in preds:
-                without += 1
+                without.add(vid)
                 if missing == "zero":
                     per_video.append(0.0)
                 continue
@@ -124,11 +124,11 @@ def soda_c(
             iou = np.array([[tiou((e.start, e.end), (p.start, p.end)) for p in mine] for e in events])
             met = np.array([[meteor_of[(tok(e.sentence), tok(p.sentence))] for p in mine] for e in events])
             per_video.append(soda_c_video(iou, met)[2])
-            scored += 1
+            scored.add(vid)
         per_file.append(float(np.mean(per_video)) if per_video else 0.0)
     return {
         "SODA_c": float(np.mean(per_file)),
         "per_file": per_file,
-        "videos_scored": scored,
-        "videos_without_predictions": without,
+        "videos_scored": len(scored),
+        "videos_without_predictions": len(without),
     }
