@@ -280,3 +280,11 @@ def test_eval_dense_clipscore_scores_events_over_their_frames(tmp_path, capsys):
         tmp_path, capsys, {"00000": [GOOD_EVENT]}, extra=["--clipscore", "embedded:shapes-clip"]
     )
     assert code == 2 and "--clipscore needs --videos DIR" in err
+
+
+def test_missing_java_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    code, _, err = dense(tmp_path, capsys, {"00000": [GOOD_EVENT]})
+    assert code == 2 and err.startswith("mmgpt2 eval-dense: error: caption metrics need Java")
