@@ -89,6 +89,8 @@ def cmd_eval_dense(args: argparse.Namespace) -> int:
 
     if args.seed is not None and args.protocol != "2021":
         raise Mmgpt2Error("--seed only applies to --protocol 2021 (the 2018 garbage reference is fixed)")
+    if args.clipscore and (not args.videos or not Path(args.videos).is_dir()):  # checked before the long part
+        raise Mmgpt2Error(f"--clipscore needs --videos DIR, the folder of the videos (got {args.videos!r})")
     scores = evaluate_dense_files(
         args.pred,
         args.gt,
@@ -124,8 +126,6 @@ def _dense_clipscore(args) -> dict:
     from mmgpt2.eval.clipscore import dense_clip_score
     from mmgpt2.eval.dense_inputs import check_ground_truth, check_predictions, load_json
 
-    if not args.videos or not Path(args.videos).is_dir():
-        raise Mmgpt2Error(f"--clipscore needs --videos DIR, the folder of the videos (got {args.videos!r})")
     preds = check_predictions(load_json(args.pred), args.pred)
     truth: dict = {}
     for path in args.gt:
@@ -134,13 +134,18 @@ def _dense_clipscore(args) -> dict:
             truth[vid]["timestamps"] += [[e.start, e.end] for e in events]
             truth[vid]["sentences"] += [e.sentence for e in events]
     encoder = load_encoder(args.clipscore, args.device)
+    from tqdm.auto import tqdm
+
     frames = {}
-    for vid in preds:
+    for vid in tqdm(preds, desc="CLIPScore frames", unit="video", disable=args.json or len(preds) < 2):
         path = next(
             (p for ext in VIDEO_EXTENSIONS if (p := Path(args.videos) / f"{vid}{ext}").is_file()), None
         )
         if path is not None:
-            frames[vid] = video_features(path, encoder)
+            try:
+                frames[vid] = video_features(path, encoder)
+            except Mmgpt2Error as err:  # one unreadable video must not lose the others' scores
+                _warn("eval-dense", f"--clipscore: skipped {path}: {err}")
     results = {
         vid: [{"sentence": e.sentence, "timestamp": [e.start, e.end]} for e in evs]
         for vid, evs in preds.items()
