@@ -89,6 +89,8 @@ def cmd_eval_dense(args: argparse.Namespace) -> int:
 
     if args.seed is not None and args.protocol != "2021":
         raise Mmgpt2Error("--seed only applies to --protocol 2021 (the 2018 garbage reference is fixed)")
+    if args.max_proposals < 1:
+        raise Mmgpt2Error(f"--max-proposals {args.max_proposals}: read at least one prediction per video")
     if args.clipscore and (not args.videos or not Path(args.videos).is_dir()):  # checked before the long part
         raise Mmgpt2Error(f"--clipscore needs --videos DIR, the folder of the videos (got {args.videos!r})")
     scores = evaluate_dense_files(
