@@ -145,3 +145,15 @@ def test_cache_refuses_features_of_a_retrained_encoder_behind_the_same_spec(tmp_
         extract_features(paths, retrained, tmp_path / "cache", progress=False)
     store = extract_features(paths, TinyEncoder(), tmp_path / "cache", progress=False)
     assert store.pooled(paths[1]).shape == (16,)
+
+
+def test_a_captions_string_is_one_caption_and_other_types_are_refused(tmp_path):
+    from mmgpt2.data.records import read_jsonl
+    from mmgpt2.errors import Mmgpt2Error
+
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"image": "a.png", "captions": "a red circle"}\n', encoding="utf-8")
+    assert [r.captions for r in read_jsonl(path)] == [["a red circle"]]
+    path.write_text('{"image": "a.png", "captions": [1, 2]}\n', encoding="utf-8")
+    with pytest.raises(Mmgpt2Error, match=r'c\.jsonl:1: "captions" must be a list of strings'):
+        read_jsonl(path)

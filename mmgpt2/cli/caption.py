@@ -1,4 +1,4 @@
-"""`mmgpt2 caption | extract-features | train-captioner | eval-captions | list-models`."""
+"""`mmgpt2 caption | extract-features | train-captioner | list-models`."""
 
 from __future__ import annotations
 
@@ -180,20 +180,6 @@ def _train_config(args: argparse.Namespace):
         ) from None
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from mmgpt2.eval.captions import load_predictions, load_references, score_captions
-
-    preds = load_predictions(args.pred)
-    refs = load_references(args.refs)
-    scores = score_captions(preds, refs)
-    if args.json:
-        print(json.dumps(scores, indent=2))
-    else:
-        for k, v in scores.items():
-            print(f"{k:8s} {v:.4f}")
-    return 0
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     from mmgpt2.checkpoint import read_config
     from mmgpt2.paths import list_embedded_models, models_dir
@@ -303,20 +289,6 @@ def register(sub) -> None:
         help="continue from OUT/checkpoint with the same seed, batch size and data (ends bit-identical)",
     )
     p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser(
-        "eval-captions",
-        help="BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap; needs Java)",
-        description="Score predicted captions against references with pycocoevalcap.",
-    )
-    p.add_argument(
-        "--pred", required=True, help="`mmgpt2 caption --json` output, {id: caption} or COCO results"
-    )
-    p.add_argument(
-        "--refs", required=True, help="{id: [captions]} JSON, COCO captions JSON or our JSON lines"
-    )
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("list-models", help="embedded models and how to name real ones")
     p.add_argument("--json", action="store_true")

@@ -1,4 +1,4 @@
-"""`mmgpt2 dense-caption VIDEO...` and `mmgpt2 eval-dense --pred P --gt G`."""
+"""`mmgpt2 dense-caption VIDEO...`."""
 
 from __future__ import annotations
 
@@ -33,17 +33,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy machine)"
     )
     dc.set_defaults(func=run_dense_caption)
-
-    ev = subparsers.add_parser(
-        "eval-dense",
-        help="score dense video captions (ActivityNet protocol + SODA_c)",
-        description="Precision/recall/F1 at tIoU 0.3/0.5/0.7/0.9, METEOR/BLEU-4/CIDEr over matched pairs, "
-        "and SODA_c. Needs Java for METEOR.",
-    )
-    ev.add_argument("--pred", required=True, help="predictions JSON (ActivityNet format)")
-    ev.add_argument("--gt", required=True, nargs="+", help="ground-truth JSON file(s)")
-    ev.add_argument("--json", action="store_true", help="print the scores as JSON")
-    ev.set_defaults(func=run_eval_dense)
 
 
 def run_dense_caption(args: argparse.Namespace) -> int:
@@ -102,11 +91,3 @@ def run_dense_caption(args: argparse.Namespace) -> int:
             if not args.json:
                 print(f"timeline: {args.timeline}")
     return 0 if results else 2
-
-
-def run_eval_dense(args: argparse.Namespace) -> int:
-    from mmgpt2.eval.dense import evaluate_dense_files, format_table
-
-    scores = evaluate_dense_files(args.pred, args.gt)
-    print(json.dumps(scores, indent=2) if args.json else format_table(scores))
-    return 0

@@ -45,6 +45,10 @@ def read_jsonl(path: str | os.PathLike) -> list[CaptionRecord]:
         captions = row.get("captions", [row["caption"]] if "caption" in row else None)
         if captions is None:
             raise Mmgpt2Error(f'{path}:{n}: no "caption" or "captions" field')
+        if isinstance(captions, str):  # one caption, never split into characters
+            captions = [captions]
+        if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+            raise Mmgpt2Error(f'{path}:{n}: "captions" must be a list of strings, not {captions!r:.60}')
         image = (
             str((path.parent / row["image"]).resolve()) if not os.path.isabs(row["image"]) else row["image"]
         )
