@@ -97,6 +97,7 @@ class ToyFeatures(Dataset):
 
     def __init__(self, n: int = 24, crash_at: int | None = None):
         self.n, self.crash_at, self.calls = n, crash_at, 0
+        self.seen: list[int] = []  # which examples this process loaded, in order (sharding tests)
 
     def __len__(self) -> int:
         return self.n
@@ -105,6 +106,7 @@ class ToyFeatures(Dataset):
         self.calls += 1
         if self.crash_at is not None and self.calls > self.crash_at:
             raise RuntimeError("simulated crash")
+        self.seen.append(i)
         g = torch.Generator().manual_seed(i)
         return {"index": i, "pooled": torch.randn(16, generator=g), "captions": CAPTIONS[i % len(CAPTIONS)]}
 

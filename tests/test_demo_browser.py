@@ -85,6 +85,8 @@ def server(tmp_path_factory):
 def browser():
     from playwright.sync_api import sync_playwright
 
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"no browser at {CHROMIUM}: run `bash scripts/install-system-deps.sh` (README set-up)")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

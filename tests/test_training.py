@@ -70,11 +70,14 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
 
 
 SCRIPT = """
-import sys, torch
+import json, os, sys
 sys.path.insert(0, {tests!r})
 from helpers import CAPTIONS, ToyFeatures, make_captioner
 from mmgpt2.training import TrainConfig, train
-train(make_captioner(), ToyFeatures(), TrainConfig(out_dir={out!r}, epochs=1, batch_size=3, save_every=2, progress=False, log_seen_indices=True))
+data = ToyFeatures()
+train(make_captioner(), data, TrainConfig(out_dir={out!r}, epochs=1, batch_size=3, save_every=2, progress=False))
+with open(os.path.join({out!r}, "seen_rank" + os.environ["RANK"] + ".json"), "w") as f:
+    json.dump(data.seen, f)
 """
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +35,12 @@ class FeatureDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def fingerprint(self) -> str:
+        """A hash of the examples in order (image file names, not paths, so the same data reached from
+        another folder matches): a resumed training run checks its data did not change."""
+        examples = [(os.path.basename(image), fields) for image, fields in self.items]
+        return hashlib.sha256(json.dumps(examples, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         image, fields = self.items[i]
         item = {"index": i, "pooled": self.store.pooled(image), **fields}
@@ -49,10 +58,11 @@ class FeatureCaptionDataset(FeatureDataset):
 
     def __init__(self, records: Sequence[CaptionRecord], store: FeatureStore, use_tokens: bool = False):
         super().__init__(store, use_tokens)
-        missing = empty = 0
+        missing: list[str] = []
+        empty = 0
         for rec in records:
             if rec.image not in store:
-                missing += 1
+                missing.append(rec.image)
                 continue
             for cap in rec.captions:
                 if cap.strip():
@@ -60,8 +70,11 @@ class FeatureCaptionDataset(FeatureDataset):
                 else:
                     empty += 1
         if missing or empty:
+            named = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             warnings.warn(
-                f"dropped {missing} images not in the feature cache and {empty} empty captions", stacklevel=2
+                f"dropped {len(missing)} images not in the feature cache and {empty} empty captions"
+                + (f" (not in {store.folder}: {named})" if missing else ""),
+                stacklevel=2,
             )
         if not self.items:
             raise Mmgpt2Error(

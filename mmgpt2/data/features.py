@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -46,7 +47,7 @@ def extract_features(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.is_file() else {"images": {}, "shards": []}
+    index = read_index(index_path) if index_path.is_file() else {"images": {}, "shards": []}
     if index.get("encoder") not in (None, encoder.spec):
         raise Mmgpt2Error(f"{out}: cache was built with encoder {index['encoder']!r}, not {encoder.spec!r}")
     weights = encoder.weights_fingerprint()
@@ -103,6 +104,31 @@ def extract_features(
     return FeatureStore(out)
 
 
+REBUILD = "delete the cache folder (or pick a new one) to encode the images again"
+
+
+def read_index(path: Path) -> dict:
+    """A cache's ``index.json``; a damaged one is an `Mmgpt2Error` naming the file."""
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise Mmgpt2Error(f"{path}: not valid JSON ({err}); {REBUILD}") from None
+    if not (
+        isinstance(index, dict)
+        and isinstance(index.get("images"), dict)
+        and isinstance(index.get("shards"), list)
+    ):
+        raise Mmgpt2Error(f"{path}: not a feature cache index (needs 'images' and 'shards'); {REBUILD}")
+    return index
+
+
+def _load_shard(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise Mmgpt2Error(f"{path}: unreadable feature shard ({err}); {REBUILD}") from None
+
+
 def _write_failed(path: Path, failed: dict[str, str]) -> None:
     """Rewrite the failure list (atomically); no failures left means no file."""
     if failed:
@@ -120,9 +146,9 @@ class FeatureStore:
         index_path = self.folder / "index.json"
         if not index_path.is_file():
             raise FileNotFoundError(f"{self.folder}: no index.json; run `mmgpt2 extract-features` first")
-        self.index = json.loads(index_path.read_text())
+        self.index = read_index(index_path)
         self.encoder_spec: str = self.index.get("encoder", "")
-        self._shards = {name: load_file(str(self.folder / name)) for name in self.index["shards"]}
+        self._shards = {name: _load_shard(self.folder / name) for name in self.index["shards"]}
 
     def __contains__(self, image: str) -> bool:
         return str(image) in self.index["images"]
