@@ -38,6 +38,7 @@ from recipe_common import (  # noqa: E402
     load_config,
     metrics,
     run_main,
+    seed_everything,
     train_config,
     write_results,
 )
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     generation = dict(build_settings(named).get("generation", {}))
     if args.num_beams:
         generation["num_beams"] = args.num_beams
+    seed_everything(named, args)
     model = build_from_config(named, encoder, args.lm, generation=generation)
     final = train(model, FeatureCaptionDataset(train_records, store), train_config(named, args, out))
     if not state.is_main_process:

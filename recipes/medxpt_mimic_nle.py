@@ -50,6 +50,7 @@ from recipe_common import (  # noqa: E402
     load_config,
     metrics,
     run_main,
+    seed_everything,
     train_config,
     write_results,
 )
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_new_tokens:
         generation["max_new_tokens"] = args.max_new_tokens
     settings["generation"] = generation
+    seed_everything(named, args)
     model = build_from_config(named, args.encoder, args.lm, **settings)
     store = extract_features(
         [e["image"] for e in train_ex + test_ex], model.encoder, out / "features", tokens=True

@@ -44,6 +44,7 @@ from recipe_common import (  # noqa: E402
     load_config,
     metrics,
     run_main,
+    seed_everything,
     train_config,
     write_results,
 )
@@ -151,6 +152,7 @@ def run(kind: str, args: argparse.Namespace, splits: dict, report: dict) -> dict
     build.update(
         generation=generation, user_store=store, num_heads=max(1, build.get("hidden_dim", 768) // 64)
     )
+    seed_everything(named, args)
     model = build_from_config(named, encoder, args.lm, **build)
     dataset = PersonalizedFeatureDataset(
         train_posts, leave_one_out_contexts(train_posts, store.model), features

@@ -22,7 +22,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-TRAIN_FLAGS = ("epochs", "max_steps", "batch_size", "lr", "warmup_steps", "save_every", "mixed_precision")
+TRAIN_FLAGS = (
+    "epochs",
+    "max_steps",
+    "batch_size",
+    "lr",
+    "warmup_steps",
+    "save_every",
+    "mixed_precision",
+    "seed",
+)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, config: str, caption_metrics: bool = True) -> None:
@@ -57,6 +66,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-every", type=int)
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"])
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    parser.add_argument(
+        "--seed", type=int, help="seeds the untrained parts and the training (default: the config's)"
+    )
 
 
 def load_config(args: argparse.Namespace):
@@ -80,6 +92,15 @@ def train_config(named, args: argparse.Namespace, out_dir: str | os.PathLike):
 
     given = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k, None) is not None}
     return TrainConfig(out_dir=str(out_dir), resume=args.resume, **{**named.train, **given})
+
+
+def seed_everything(named, args: argparse.Namespace) -> int:
+    """Seed before the untrained parts are built, so one seed gives one model (resume included)."""
+    from accelerate.utils import set_seed
+
+    seed = train_config(named, args, ".").seed
+    set_seed(seed)
+    return seed
 
 
 def limited(items: Sequence, limit: int | None) -> list:

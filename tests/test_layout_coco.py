@@ -139,3 +139,27 @@ def test_coco_recipe_end_to_end_on_the_real_layout(tmp_path):
     config = json.loads((tmp_path / "run" / "final" / "config.json").read_text())
     assert config["mapper"]["num_layers"] == 8 and config["mapper"]["type"] == "transformer"
     assert config["generation"] == {"max_new_tokens": 30, "num_beams": 1}  # config's, --num-beams on top
+
+
+def test_coco_recipe_with_one_seed_trains_one_model(tmp_path):
+    import coco_clipcap
+
+    torch.set_num_threads(1)
+    path = write_karpathy_coco(tmp_path)
+    weights = []
+    for run in ("a", "b"):
+        argv = ["--karpathy", str(path), "--images", str(tmp_path / "coco"), "--out", str(tmp_path / run)]
+        argv += [
+            "--encoder",
+            "embedded:shapes-clip",
+            "--lm",
+            "embedded:shapes-gpt2",
+            "--limit",
+            "2",
+            "--seed",
+            "3",
+        ]
+        argv += ["--max-steps", "1", "--batch-size", "2", "--num-beams", "1", "--metrics", "BLEU-4"]
+        assert coco_clipcap.main(argv) == 0
+        weights.append((tmp_path / run / "final" / "model.safetensors").read_bytes())
+    assert weights[0] == weights[1]
