@@ -127,13 +127,45 @@ def load_matching_state(module: torch.nn.Module, state: dict[str, torch.Tensor],
     module.load_state_dict(state)
 
 
+def _backup_of(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.old")
+
+
+def recover_folder(folder: str | os.PathLike) -> bool:
+    """Put back the backup a kill between `replace_folder_atomic`'s two renames left; True if it did.
+
+    While `folder` exists its backup may be half-deleted, but when `folder` is missing the backup is
+    the complete previous version (see `replace_folder_atomic`), so restoring it loses nothing.
+    """
+    folder = Path(folder)
+    backup = _backup_of(folder)
+    if folder.exists() or not backup.is_dir():
+        return False
+    os.replace(backup, folder)
+    return True
+
+
+def replace_folder_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Move the folder `src` into `dst`'s place, so that a kill at any moment leaves a complete `dst`
+    or, between the two renames, only its complete backup ``.<dst>.old`` (`recover_folder`).
+
+    Example:
+        >>> replace_folder_atomic("run/.checkpoint.writing", "run/checkpoint")
+    """
+    src, dst = Path(src), Path(dst)
+    backup = _backup_of(dst)
+    recover_folder(dst)  # first: deleting a backup while it is the only copy could leave half of one
+    if backup.exists():
+        shutil.rmtree(backup)  # a stale one, from a kill while it was being removed
+    if dst.exists():
+        os.replace(dst, backup)
+    os.replace(src, dst)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
 def copy_folder_atomic(src: Path, dst: Path) -> None:
-    """Replace `dst` by a copy of `src` in one rename."""
+    """Replace `dst` by a copy of `src` (`replace_folder_atomic` of a fresh copy)."""
     tmp = dst.with_name(f".{dst.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
-    old = dst.with_name(f".{dst.name}.old")
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(tmp, dst)
-    shutil.rmtree(old, ignore_errors=True)
+    replace_folder_atomic(tmp, dst)

@@ -23,7 +23,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from mmgpt2.checkpoint import load_matching_state, load_weights, read_config, save_folder, write_config
+from mmgpt2.checkpoint import (
+    WEIGHTS_NAME,
+    load_matching_state,
+    load_weights,
+    read_config,
+    save_folder,
+    write_config,
+)
 from mmgpt2.config import Config
 from mmgpt2.encoders import VisionEncoder, load_encoder
 from mmgpt2.errors import ConfigError, Mmgpt2Error, ModelFolderError
@@ -327,6 +334,21 @@ def load_pipeline(name_or_dir: str | os.PathLike, device: str | None = None, **k
     return FrozenPipeline.from_pretrained(name_or_dir, device=device, **kwargs)
 
 
+def upgrade_saved_model(name_or_dir: str | os.PathLike) -> Path:
+    """Rewrite an older model folder's ``config.json`` in the current format, weights untouched.
+
+    Adds the format version and the fingerprints of the frozen parts it loads with now, and drops
+    the empty weights file a zero-shot pipeline used to carry. Returns the folder.
+    """
+    folder = resolve_model_dir(name_or_dir)
+    model = load_pipeline(folder)
+    write_config(folder, model.config_dict())
+    weights = folder / WEIGHTS_NAME
+    if not model.has_weights and weights.is_file():
+        weights.unlink()
+    return folder
+
+
 __all__ = [
     "FrozenPipeline",
     "FrozenWeightsWarning",
@@ -336,4 +358,5 @@ __all__ = [
     "as_image_list",
     "check_feature_size",
     "load_pipeline",
+    "upgrade_saved_model",
 ]

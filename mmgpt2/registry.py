@@ -123,6 +123,7 @@ COMMANDS = Registry(
         "caption": "mmgpt2.cli.caption",
         "world": "mmgpt2.cli.world",
         "video": "mmgpt2.cli.video",
+        "evaluate": "mmgpt2.cli.evaluate",
         "medical": "mmgpt2.cli.medical",
         "configs": "mmgpt2.cli.configs",
         "demo": "mmgpt2.cli.demo",

@@ -13,7 +13,7 @@ import os
 import socket
 from pathlib import Path
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("MMGPT2_CHROMIUM", "/usr/bin/chromium")  # as scripts/install-browser.sh
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

@@ -1,18 +1,18 @@
-"""UAPT on Attend2u Instagram with real weights (CLIP ViT-B/32 + GPT-2 by default).
+"""UAPT on Attend2u Instagram: `personalized_attend2u.py --kind instagram` under its own name.
 
-Data: the Attend2u JSON files and images, from a local path you provide (they are not shipped).
+Example (DATA holds json/insta-caption-{train,test1,test2}.json, images/{user}_@_{post}):
+    python recipes/personalized_instagram.py --data /data/attend2u --out runs/uapt-instagram
 
-Example:
-    python recipes/personalized_instagram.py --train insta-caption-train.json \
-        --test1 insta-caption-test1.json --test2 insta-caption-test2.json \
-        --images /data/instagram/images --out runs/insta-uapt --encoder open_clip:ViT-B-32/openai --lm gpt2
-
-See `mmgpt2/personalization/attend2u_run.py` for the leakage rules and every option (`--help`).
+Every option and the leakage rules: `recipes/personalized_attend2u.py` (`--help`).
 """
 
 import sys
+from pathlib import Path
 
-from personalized_attend2u import main_for
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from personalized_attend2u import main_for  # noqa: E402
+from recipe_common import run_main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main_for("instagram"))
+    sys.exit(run_main(lambda: main_for("instagram")))

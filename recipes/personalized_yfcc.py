@@ -1,18 +1,18 @@
-"""UAPT on Attend2u YFCC100M with real weights (CLIP ViT-B/32 + GPT-2 by default).
+"""UAPT on Attend2u YFCC100M: `personalized_attend2u.py --kind yfcc` under its own name.
 
-Data: the Attend2u JSON files and images, from a local path you provide (they are not shipped).
+Example (DATA holds json/yfcc-caption-{train,test}.json, images/{user_id}_{photo_id}):
+    python recipes/personalized_yfcc.py --data /data/data_yfcc --out runs/uapt-yfcc
 
-Example:
-    python recipes/personalized_yfcc.py --train yfcc-train.json --field title \
-        --test1 yfcc-test1.json --test2 yfcc-test2.json \
-        --images /data/yfcc/images --out runs/yfcc-uapt --encoder open_clip:ViT-B-32/openai --lm gpt2
-
-See `mmgpt2/personalization/attend2u_run.py` for the leakage rules and every option (`--help`).
+Every option and the leakage rules: `recipes/personalized_attend2u.py` (`--help`).
 """
 
 import sys
+from pathlib import Path
 
-from personalized_attend2u import main_for
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from personalized_attend2u import main_for  # noqa: E402
+from recipe_common import run_main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main_for("yfcc"))
+    sys.exit(run_main(lambda: main_for("yfcc")))

@@ -4,18 +4,26 @@
 # browser of its own) and the Python packages playwright + gradio in the active Python.
 # Safe to run many times: each step is skipped when its result is already there.
 set -euo pipefail
-export DEBIAN_FRONTEND=noninteractive
 PY="${PYTHON:-python}"
+# Another Chromium/Chrome binary can stand in: MMGPT2_CHROMIUM=/path (the tests read it too).
+CHROMIUM="${MMGPT2_CHROMIUM:-/usr/bin/chromium}"
 
-if [ ! -x /usr/bin/chromium ]; then
-  SUDO=""
-  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
-  echo "install-browser: installing Debian chromium with apt-get"
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
+if [ ! -x "$CHROMIUM" ]; then
+  if [ -n "${MMGPT2_CHROMIUM:-}" ]; then
+    echo "install-browser: no $CHROMIUM (MMGPT2_CHROMIUM): point it at a Chromium or Chrome binary" >&2
+    exit 1
+  fi
+  . "$(dirname "$0")/apt-install.sh"
+  apt_install "Chromium (or set MMGPT2_CHROMIUM to a Chromium binary)" chromium fonts-dejavu-core
 fi
-/usr/bin/chromium --version || { echo "install-browser: /usr/bin/chromium does not run" >&2; exit 1; }
+"$CHROMIUM" --version || { echo "install-browser: $CHROMIUM does not run" >&2; exit 1; }
 
+if [ -z "${PYTHON:-}" ] && ! "$PY" -c "import sys; sys.exit(sys.prefix == sys.base_prefix)"; then
+  # `pip install -e ".[dev]"` already brought both into the project's venv; never pip into a system Python.
+  echo "install-browser: no virtual environment is active; skipping pip (set PYTHON=... to choose one)"
+  echo "install-browser: ready"
+  exit 0
+fi
 if ! "$PY" -c "import playwright" 2>/dev/null; then
   echo "install-browser: pip install playwright (no browser download: the tests use /usr/bin/chromium)"
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 "$PY" -m pip install -q playwright

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import TinyRandomEncoder, make_tiny_lm
+from helpers import TinyEncoder, tiny_lm
 from PIL import Image
 
 from mmgpt2.apps.captioning.model import PrefixCaptioner
@@ -16,7 +16,7 @@ from mmgpt2.pipeline import load_pipeline
 def tiny_captioner(mapper: str = "mlp") -> PrefixCaptioner:
     torch.manual_seed(3)
     extra = {"num_layers": 1, "num_heads": 2, "clip_length": 2} if mapper == "transformer" else {}
-    return PrefixCaptioner.build(TinyRandomEncoder(), make_tiny_lm(), mapper=mapper, prefix_length=4, **extra)
+    return PrefixCaptioner.build(TinyEncoder(), tiny_lm(), mapper=mapper, prefix_length=4, **extra)
 
 
 def images() -> list[Image.Image]:
@@ -31,7 +31,7 @@ def test_save_load_round_trip_gives_identical_captions(tmp_path, mapper):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["type"] == "prefix_captioner" and config["mapper"]["type"] == mapper
     assert config["encoder"] == "test:tiny-random" and config["lm"] == "test:tiny-gpt2"
-    loaded = PrefixCaptioner.from_pretrained(tmp_path, encoder=TinyRandomEncoder(), lm=make_tiny_lm())
+    loaded = PrefixCaptioner.from_pretrained(tmp_path, encoder=TinyEncoder(), lm=tiny_lm())
     assert loaded.caption(images(), max_new_tokens=6) == before
     assert any(before), "a random model that writes nothing proves little"
 
@@ -49,9 +49,7 @@ def test_checkpoint_of_another_mapper_type_fails_with_the_tensor_names(tmp_path)
     tiny_captioner("transformer").save_pretrained(tmp_path / "transformer")
     (tmp_path / "mlp" / "model.safetensors").replace(tmp_path / "transformer" / "model.safetensors")
     with pytest.raises(ValueError, match=r"weights do not fit the model: missing mapper\.prefix_const"):
-        PrefixCaptioner.from_pretrained(
-            tmp_path / "transformer", encoder=TinyRandomEncoder(), lm=make_tiny_lm()
-        )
+        PrefixCaptioner.from_pretrained(tmp_path / "transformer", encoder=TinyEncoder(), lm=tiny_lm())
 
 
 def test_unknown_mapper_fields_are_named(tmp_path):
@@ -61,13 +59,13 @@ def test_unknown_mapper_fields_are_named(tmp_path):
         json.dumps({**config, "mapper": {**config["mapper"], "type": "transformer"}})
     )
     with pytest.raises(ValueError, match=r"type 'transformer' has unknown fields \['hidden_dim'\]"):
-        PrefixCaptioner.from_pretrained(tmp_path, encoder=TinyRandomEncoder(), lm=make_tiny_lm())
+        PrefixCaptioner.from_pretrained(tmp_path, encoder=TinyEncoder(), lm=tiny_lm())
 
 
 def test_mapper_input_size_mismatch_names_both_sizes(tmp_path):
     tiny_captioner().save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=r"expects 16-d features but encoder 'test:tiny-random' gives 24-d"):
-        PrefixCaptioner.from_pretrained(tmp_path, encoder=TinyRandomEncoder(embed_dim=24), lm=make_tiny_lm())
+        PrefixCaptioner.from_pretrained(tmp_path, encoder=TinyEncoder(embed_dim=24), lm=tiny_lm())
 
 
 def test_loading_a_folder_of_another_pipeline_type_says_so(tmp_path):
@@ -75,12 +73,12 @@ def test_loading_a_folder_of_another_pipeline_type_says_so(tmp_path):
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "type": "medical_explainer"}))
     with pytest.raises(ValueError, match=r"holds a 'medical_explainer' model, not a 'prefix_captioner' one"):
-        PrefixCaptioner.from_pretrained(tmp_path, encoder=TinyRandomEncoder(), lm=make_tiny_lm())
+        PrefixCaptioner.from_pretrained(tmp_path, encoder=TinyEncoder(), lm=tiny_lm())
 
 
 def test_load_pipeline_rebuilds_the_type_named_in_the_folder(tmp_path):
     tiny_captioner().save_pretrained(tmp_path)
-    model = load_pipeline(tmp_path, encoder=TinyRandomEncoder(), lm=make_tiny_lm())
+    model = load_pipeline(tmp_path, encoder=TinyEncoder(), lm=tiny_lm())
     assert isinstance(model, PrefixCaptioner)
 
 

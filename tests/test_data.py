@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import TinyRandomEncoder
+from helpers import TinyEncoder
 from PIL import Image
 
 from mmgpt2.data import FeatureCaptionDataset, FeatureStore, extract_features, read_coco_karpathy, read_jsonl
@@ -75,7 +75,7 @@ def test_karpathy_train_split_includes_restval(tmp_path):
     assert train[1].image == "/coco/val2014/b.jpg" and test[0].captions == ["A cow."]
 
 
-class CountingEncoder(TinyRandomEncoder):
+class CountingEncoder(TinyEncoder):
     def __init__(self):
         super().__init__()
         self.images_seen = 0
@@ -121,7 +121,7 @@ def test_dataset_pairs_each_caption_and_drops_empty_ones(tmp_path):
     from mmgpt2.data import CaptionRecord
 
     paths = [str(p) for p in write_images(tmp_path, 2)]
-    store = extract_features(paths, TinyRandomEncoder(), tmp_path / "cache", progress=False)
+    store = extract_features(paths, TinyEncoder(), tmp_path / "cache", progress=False)
     records = [
         CaptionRecord(paths[0], ["a red box", "  ", "red square"]),
         CaptionRecord(paths[1], ["dark box"]),
@@ -136,12 +136,24 @@ def test_cache_refuses_features_of_a_retrained_encoder_behind_the_same_spec(tmp_
     # A rebuilt embedded model keeps its spec ("embedded:shapes-clip"); reusing its old features
     # would silently train a mapper on another model's space.
     paths = [str(p) for p in write_images(tmp_path, 2)]
-    extract_features(paths[:1], TinyRandomEncoder(), tmp_path / "cache", progress=False)
-    retrained = TinyRandomEncoder()
+    extract_features(paths[:1], TinyEncoder(), tmp_path / "cache", progress=False)
+    retrained = TinyEncoder()
     with torch.no_grad():
         retrained.proj.weight.add_(0.1)
-    assert retrained.weights_fingerprint() != TinyRandomEncoder().weights_fingerprint()
+    assert retrained.weights_fingerprint() != TinyEncoder().weights_fingerprint()
     with pytest.raises(ValueError, match="other weights for 'test:tiny-random'.*retrained"):
         extract_features(paths, retrained, tmp_path / "cache", progress=False)
-    store = extract_features(paths, TinyRandomEncoder(), tmp_path / "cache", progress=False)
+    store = extract_features(paths, TinyEncoder(), tmp_path / "cache", progress=False)
     assert store.pooled(paths[1]).shape == (16,)
+
+
+def test_a_captions_string_is_one_caption_and_other_types_are_refused(tmp_path):
+    from mmgpt2.data.records import read_jsonl
+    from mmgpt2.errors import Mmgpt2Error
+
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"image": "a.png", "captions": "a red circle"}\n', encoding="utf-8")
+    assert [r.captions for r in read_jsonl(path)] == [["a red circle"]]
+    path.write_text('{"image": "a.png", "captions": [1, 2]}\n', encoding="utf-8")
+    with pytest.raises(Mmgpt2Error, match=r'c\.jsonl:1: "captions" must be a list of strings'):
+        read_jsonl(path)

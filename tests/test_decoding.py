@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import helpers
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from mmgpt2.lm import FrozenLM, load_lm
 from mmgpt2.lm.decoding import GenerationConfig, _contrastive_search, decode
@@ -13,13 +13,10 @@ VOCAB, EOS, D = 300, 299, 32
 
 
 def tiny_lm(seed: int = 0) -> FrozenLM:
-    """A 2-layer GPT-2; a large init range makes next-token distributions peaked, so argmax ties are not an issue."""
-    torch.manual_seed(seed)
-    cfg = GPT2Config(
-        n_layer=2, n_embd=D, n_head=2, n_positions=64, vocab_size=VOCAB,
-        eos_token_id=EOS, bos_token_id=EOS, initializer_range=0.2,
-    )  # fmt: skip
-    return FrozenLM(GPT2LMHeadModel(cfg), None, spec="test:tiny")
+    """A 2-layer GPT-2 on bare ids; a large init range makes next-token distributions peaked, so argmax ties are not an issue."""
+    return helpers.tiny_lm(
+        seed, tokenizer=None, vocab_size=VOCAB, eos_token_id=EOS, initializer_range=0.2, spec="test:tiny"
+    )
 
 
 def gen_batch(lm: FrozenLM, prompts: list[list[int]], seed: int = 1) -> dict[str, torch.Tensor]:

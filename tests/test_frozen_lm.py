@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import tiny_lm
 from torch import nn
-from transformers import GPT2Config, GPT2LMHeadModel
 
 from mmgpt2.lm import IGNORE_INDEX, FrozenLM
-from mmgpt2.lm.tokenizer import fallback_tokenizer
 
 
 @pytest.fixture(autouse=True)
@@ -21,13 +20,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def lm() -> FrozenLM:
-    tok = fallback_tokenizer()
-    torch.manual_seed(0)
-    cfg = GPT2Config(
-        n_layer=2, n_embd=32, n_head=2, n_positions=48, vocab_size=len(tok),
-        eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id,
-    )  # fmt: skip
-    return FrozenLM(GPT2LMHeadModel(cfg), tok, spec="test:tiny")
+    return tiny_lm(tokenizer="fallback", spec="test:tiny", n_positions=48, initializer_range=0.02)
 
 
 def test_only_caption_tokens_and_eos_carry_loss(lm):

@@ -135,7 +135,7 @@ def test_mimic_nle_reader_parses_the_documented_format(tmp_path):
     assert (r.sentence_id, r.patient_id, r.study_id) == ("s51038639#2", "p11662490", "s51038639")
     assert r.explanation == "blunting of the left costophrenic angle"
     assert r.diagnoses == ["Edema", "Pleural Effusion"] and r.evidence == ["Lung Opacity"]
-    assert r.diagnosis_text == "edema and pleural effusion"
+    assert r.diagnosis_text == "possible edema and pleural effusion"  # img_labels: edema uncertain
     assert r.image_labels["Pleural Effusion"] == "positive" and r.image_labels["Edema"] == "uncertain"
     assert r.image_labels["Atelectasis"] == "negative" and len(r.image_labels) == len(CLASSES) == 10
     assert recs[1].diagnoses == ["Atelectasis"]

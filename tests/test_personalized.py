@@ -2,18 +2,16 @@
 
 import warnings
 
-import numpy as np
+import helpers
 import pytest
 import torch
+from helpers import TinyEncoder
 from PIL import Image
-from torch import nn
 
 from mmgpt2 import load_pipeline
 from mmgpt2.apps.personalized import UserStore
 from mmgpt2.apps.personalized.model import PersonalizedCaptioner
-from mmgpt2.encoders import VisionEncoder
 from mmgpt2.lm import FrozenLM
-from mmgpt2.lm.tokenizer import fallback_tokenizer
 
 HISTORIES = {
     "ann": ["wow a red circle #art", "wow red again #art", "wow a tiny red dot"],
@@ -22,40 +20,22 @@ HISTORIES = {
 }
 
 
-class TinyEncoder(VisionEncoder):
-    """A 4x4-patch conv encoder: 16 tokens of width 12, pooled width 8."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.spec = "test:tiny"
-        self.embed_dim, self.token_dim = 8, 12
-        self.patch = nn.Conv2d(3, 12, 4, stride=4)
-        self.pool = nn.Linear(12, 8)
-        self.preprocess = lambda im: (
-            torch.from_numpy(np.asarray(im.resize((16, 16)), dtype=np.float32)).permute(2, 0, 1) / 255
-        )
-        self.freeze()
-
-    def _encode_image(self, pixels):
-        tokens = self.patch(pixels).flatten(2).transpose(1, 2)
-        return self.pool(tokens.mean(1)), tokens
+def tiny_encoder() -> TinyEncoder:
+    """16 patch tokens of width 12, pooled width 8."""
+    return TinyEncoder(embed_dim=8, token_dim=12, image_size=16, patch=4, spec="test:tiny")
 
 
 def tiny_lm() -> FrozenLM:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    tok = fallback_tokenizer()
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=96, n_embd=32, n_layer=1, n_head=2))
-    return FrozenLM(model, tok, spec="test:tiny-lm")
+    return helpers.tiny_lm(
+        tokenizer="fallback", spec="test:tiny-lm", n_layer=1, n_positions=96, initializer_range=0.02
+    )
 
 
 @pytest.fixture(scope="module")
 def model():
     store = UserStore.build(HISTORIES, top_n=10)
     return PersonalizedCaptioner.build(
-        TinyEncoder(),
+        tiny_encoder(),
         tiny_lm(),
         store,
         prefix_length=4,
@@ -72,13 +52,21 @@ def images():
     return [Image.new("RGB", (20, 20), (200, 30, 30)), Image.new("RGB", (20, 20), (30, 30, 200))]
 
 
-def test_known_users_are_listed(model):
-    assert model.users == ["ann", "bob", "cat"]
+def test_known_users_survive_save_and_load(model, tmp_path):
+    model.save_pretrained(tmp_path)
+    loaded = PersonalizedCaptioner.from_pretrained(tmp_path, encoder=model.encoder, lm=model.lm)
+    assert loaded.users == sorted(HISTORIES)
+    assert [loaded.context_words(u) for u in loaded.users] == [model.context_words(u) for u in model.users]
 
 
-def test_caption_with_a_known_user_id(model, images):
-    out = model.caption(images, user="ann")
-    assert len(out) == 2 and all(isinstance(c, str) for c in out)
+def test_caption_with_a_known_user_id_decodes_that_users_prefix(model, images):
+    pooled, tokens = model.encode_images(images)
+    ann = model.context_words("ann")
+    expected = model.lm.generate(model.prefix(pooled, tokens, [ann, ann]), **model.generation_kwargs({}))
+    assert model.caption(images, user="ann") == expected
+    assert expected != model.lm.generate(
+        model.prefix(pooled, tokens, [[], []]), **model.generation_kwargs({})
+    )
 
 
 def test_unknown_user_id_error_lists_known_ids(model, images):
@@ -114,7 +102,9 @@ def test_a_list_of_single_words_is_taken_as_context_words(model):
 def test_emoji_and_non_ascii_history(model, images):
     history = ["🌸 café au lait 🌸", "naïve 日本語 caption 🌸"]
     assert "🌸" in model.context_words(history)
-    assert len(model.caption(images[:1], user=history)) == 1
+    assert model.caption(images[:1], user=history) == model.caption(
+        images[:1], user=model.context_words(history)
+    )
 
 
 def test_history_file_of_100k_lines(model, tmp_path, images):
@@ -122,7 +112,7 @@ def test_history_file_of_100k_lines(model, tmp_path, images):
     path.write_text("".join(f"wow caption {i % 50} ✨\n" for i in range(100_000)), encoding="utf-8")
     words = model.user_from_history_file(path)
     assert "✨" in words and len(words) <= model.user_store.model.top_n
-    assert len(model.caption(images[:1], user=words)) == 1
+    assert words == model.context_words([f"wow caption {i} ✨" for i in range(50)])
 
 
 def test_training_loss_reaches_mapper_and_fusion_only(model):

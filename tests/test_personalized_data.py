@@ -25,8 +25,13 @@ INSTAGRAM = {
 }
 YFCC = {
     "carol": [
-        {"title": "Old bridge", "description": "a stone bridge", "user tags": "bridge,stone", "photo_id": 77},
-        {"title": "", "description": "river at dawn"},
+        {
+            "title": "Old+stone+bridge",
+            "description": "a+stone+bridge",
+            "user tags": "bridge,stone",
+            "page url": "http://www.flickr.com/photos/carol/77/",
+        },
+        {"title": "", "description": "river+at+dawn", "page url": "http://www.flickr.com/photos/carol/78/"},
     ]
 }
 
@@ -38,17 +43,17 @@ def write(tmp_path, name, data):
 
 
 def test_instagram_reader_joins_tokens_strips_html_and_adds_tags(tmp_path):
-    posts_ = read_instagram(write(tmp_path, "i.json", INSTAGRAM), image_dir="imgs", with_tags=True)
+    posts_ = read_instagram(write(tmp_path, "i.json", INSTAGRAM), with_tags=True)
     assert [(p.user, p.id) for p in posts_] == [("alice", "p1"), ("alice", "p2"), ("bob", "p3")]
-    assert posts_[0].caption == "sunset at the beach #summer" and posts_[0].image == "imgs/p1.jpg"
+    assert posts_[0].caption == "sunset at the beach #summer" and posts_[0].image == "alice_@_p1"
     assert posts_[1].caption == "café time ☕"
     assert posts_[2].caption == "new bike #ride #fast"
 
 
 def test_yfcc_reader_takes_title_then_description(tmp_path):
     posts_ = read_yfcc(write(tmp_path, "y.json", YFCC), image_pattern="{user}/{post}.jpg")
-    assert [p.caption for p in posts_] == ["Old bridge", "river at dawn"]
-    assert posts_[0].image == "carol/77.jpg" and posts_[1].id == "carol_1"
+    assert [p.caption for p in posts_] == ["old stone bridge", "river at dawn"]
+    assert posts_[0].image == "carol/77.jpg" and posts_[1].id == "78"
 
 
 def test_reader_errors_name_the_file(tmp_path):

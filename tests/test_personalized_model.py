@@ -11,6 +11,8 @@ from mmgpt2.paths import assets_dir, models_dir
 from mmgpt2.worlds import users
 from mmgpt2.worlds.shapes import attribute_accuracy, make_scene, render
 
+pytestmark = pytest.mark.assets  # the shipped shapes-users-tiny, not the code
+
 
 @pytest.fixture(scope="module")
 def model():

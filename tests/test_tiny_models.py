@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import tiny_models  # recipes/tiny_models.py: build tooling, not in the wheel
 import torch
+from transformers import AutoTokenizer
 
 from mmgpt2.worlds import shapes
 
@@ -50,6 +51,7 @@ def test_embedded_models_load_offline(monkeypatch):
         assert tiny_models.folder_size_mb(ROOT / "assets" / "models" / folder) < 12
 
 
+@pytest.mark.assets
 def test_shipped_clip_retrieves_exact_one_object_captions():
     # Chance is 1 in 240 candidates; the shipped model retrieves 100% of 300 held-out scenes.
     rng = random.Random(10_001)
@@ -62,6 +64,7 @@ def test_shipped_clip_retrieves_exact_one_object_captions():
     assert acc >= 0.95
 
 
+@pytest.mark.assets
 def test_shipped_tiny_gpt2_writes_world_sentences():
     from mmgpt2.lm import load_lm
 
@@ -92,9 +95,13 @@ def test_prefix_slot_pretraining_runs_and_saves_a_loadable_model(tmp_path):
         pairs=[(texts[0], texts[1])],
     )
     lm = load_lm(f"hf:{out}")
-    assert lm.max_positions == 64 and lm.generate(torch.zeros(1, 4, 32, dtype=lm.dtype), max_new_tokens=3)
+    # the folder holds the model that was asked for, with its own tokenizer, and it reads a prefix
+    assert (lm.hidden_size, lm.model.config.n_layer) == (32, 1)
+    assert lm.tokenize([texts[0]])[0] == AutoTokenizer.from_pretrained(tmp_path / "tok").encode(texts[0])
+    assert torch.isfinite(lm.loss(torch.zeros(1, 4, 32, dtype=lm.dtype), [texts[0]]))
 
 
+@pytest.mark.assets
 def test_shipped_chest_gpt2_copies_the_top_triplet_behind_an_image_sized_prefix():
     """The frozen LM must read a retrieved triplet through whatever prefix comes first: before
     prefix-slot pretraining, 8 prefix vectors cut copying from 94% to 45%."""
@@ -122,6 +129,7 @@ def test_shipped_chest_gpt2_copies_the_top_triplet_behind_an_image_sized_prefix(
         assert copied >= 0.9, (name, copied, out[:3])
 
 
+@pytest.mark.assets
 def test_shapes_tiny_captions_fresh_scenes_with_every_attribute_right():
     # A frozen LM that ignores its prefix writes one caption for every image (the first build did).
     from mmgpt2.apps.captioning.model import PrefixCaptioner
@@ -135,6 +143,7 @@ def test_shapes_tiny_captions_fresh_scenes_with_every_attribute_right():
     assert exact >= 0.8, (exact, preds)
 
 
+@pytest.mark.slow
 def test_caption_cli_handles_natural_huge_and_grayscale_images(tmp_path, capsys):
     import numpy as np
     from PIL import Image
@@ -153,6 +162,7 @@ def test_caption_cli_handles_natural_huge_and_grayscale_images(tmp_path, capsys)
     assert all(Path(p).name in out for p in paths), out
 
 
+@pytest.mark.slow
 def test_recipe_smoke_mode_runs_every_stage_end_to_end():
     env = {**os.environ, "MMGPT2_QUIET": "1"}
     proc = subprocess.run(

@@ -10,42 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TinyRandomEncoder, make_tiny_lm
+from helpers import CAPTIONS, ToyFeatures, make_captioner
 from safetensors.torch import load_file
-from torch.utils.data import Dataset
 
-from mmgpt2.apps.captioning.model import PrefixCaptioner
-from mmgpt2.mappers import build_mapper
 from mmgpt2.training import TrainConfig, train
-
-CAPTIONS = ["a red circle", "a blue square", "a green star at the top", "two small yellow boxes"]
-
-
-class ToyFeatures(Dataset):
-    """Random but fixed features; `crash_at` simulates a process killed mid-run."""
-
-    def __init__(self, n: int = 24, crash_at: int | None = None):
-        self.n, self.crash_at, self.calls = n, crash_at, 0
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int):
-        self.calls += 1
-        if self.crash_at is not None and self.calls > self.crash_at:
-            raise RuntimeError("simulated crash")
-        g = torch.Generator().manual_seed(i)
-        return {"index": i, "pooled": torch.randn(16, generator=g), "captions": CAPTIONS[i % len(CAPTIONS)]}
-
-
-def make_captioner(mapper: str = "transformer") -> PrefixCaptioner:
-    torch.manual_seed(1)
-    extra = {"num_layers": 1, "num_heads": 2, "clip_length": 2} if mapper == "transformer" else {}
-    return PrefixCaptioner(
-        TinyRandomEncoder(),
-        make_tiny_lm(),
-        build_mapper({"type": mapper, "input_dim": 16, "lm_dim": 32, "prefix_length": 3, **extra}),
-    )
 
 
 def config(out: Path, **kw) -> TrainConfig:
@@ -102,11 +70,14 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatc
 
 
 SCRIPT = """
-import sys, torch
+import json, os, sys
 sys.path.insert(0, {tests!r})
-from test_training import ToyFeatures, make_captioner
+from helpers import CAPTIONS, ToyFeatures, make_captioner
 from mmgpt2.training import TrainConfig, train
-train(make_captioner(), ToyFeatures(), TrainConfig(out_dir={out!r}, epochs=1, batch_size=3, save_every=2, progress=False, log_seen_indices=True))
+data = ToyFeatures()
+train(make_captioner(), data, TrainConfig(out_dir={out!r}, epochs=1, batch_size=3, save_every=2, progress=False))
+with open(os.path.join({out!r}, "seen_rank" + os.environ["RANK"] + ".json"), "w") as f:
+    json.dump(data.seen, f)
 """
 
 

@@ -132,7 +132,7 @@ def test_embedded_model_points_at_the_embedded_shapes_models():
 
 
 def test_cli_dense_caption_prints_activitynet_json_and_draws_a_timeline(models, clip, tmp_path, capsys):
-    from test_dense_eval import run_cli
+    from helpers import run_cli
 
     dvc = DenseVideoCaptioner.build(*models, sampling={"fps": 2.0, "size": 64}, **FAST)
     folder = dvc.save_pretrained(tmp_path / "dvc")

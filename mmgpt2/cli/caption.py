@@ -1,4 +1,4 @@
-"""`mmgpt2 caption | extract-features | train-captioner | eval-captions | list-models`."""
+"""`mmgpt2 caption | extract-features | train-captioner | list-models`."""
 
 from __future__ import annotations
 
@@ -139,11 +139,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from accelerate.utils import set_seed
+
     from mmgpt2.apps.captioning.model import PrefixCaptioner
     from mmgpt2.data import FeatureCaptionDataset, FeatureStore, extract_features, read_captions
     from mmgpt2.encoders import load_encoder
-    from mmgpt2.training import TrainConfig, train
+    from mmgpt2.training import train
 
+    config = _train_config(args)  # first: a bad flag fails before any image is encoded
     records = read_captions(args.train, args.image_root, "train")
     encoder = load_encoder(args.encoder)
     features = Path(args.features or Path(args.out) / "features")
@@ -151,6 +154,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         store = extract_features([r.image for r in records], encoder, features)  # adds only missing images
     elif (features / "index.json").is_file():
         store = FeatureStore(features)
+        for image in dict.fromkeys(r.image for r in records if r.image not in store):
+            print(
+                f"skipped {image}: not in the feature cache {features} (--features-only-cached)",
+                file=sys.stderr,
+            )
     else:
         store = extract_features([r.image for r in records], encoder, features)
     if store.encoder_spec != encoder.spec:
@@ -164,6 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     elif args.hidden_dim:
         mapper_kwargs["hidden_dim"] = args.hidden_dim
+    set_seed(config.seed)  # before the mapper draws its initial weights: one --seed, one result
     model = PrefixCaptioner.build(
         encoder,
         args.lm,
@@ -171,35 +180,41 @@ def cmd_train(args: argparse.Namespace) -> int:
         generation={"max_new_tokens": args.max_new_tokens},
         **mapper_kwargs,
     )
-    config = TrainConfig(
-        out_dir=args.out,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup_steps=args.warmup_steps,
-        save_every=args.save_every,
-        mixed_precision=args.mixed_precision,
-        seed=args.seed,
-        resume=args.resume,
-    )
     final = train(model, FeatureCaptionDataset(records, store), config)
     print(f"model saved to {final}")
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    from mmgpt2.eval.captions import load_predictions, load_references, score_captions
+def _train_config(args: argparse.Namespace):
+    """`TrainConfig` from the train-captioner flags; a bad value names its flag and the rule."""
+    import re
 
-    preds = load_predictions(args.pred)
-    refs = load_references(args.refs)
-    scores = score_captions(preds, refs)
-    if args.json:
-        print(json.dumps(scores, indent=2))
-    else:
-        for k, v in scores.items():
-            print(f"{k:8s} {v:.4f}")
-    return 0
+    from mmgpt2.errors import ConfigError
+    from mmgpt2.training import TrainConfig
+
+    values = {
+        "out_dir": args.out,
+        "epochs": args.epochs,
+        "max_steps": args.max_steps,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "warmup_steps": args.warmup_steps,
+        "save_every": args.save_every,
+        "mixed_precision": args.mixed_precision,
+        "seed": args.seed,
+        "resume": args.resume,
+    }
+    try:
+        return TrainConfig(**values)
+    except ConfigError as err:  # "TrainConfig.save_every=0: must be >= 1" -> "--save-every 0: ..."
+        flag = {"out_dir": "out"}
+        raise Mmgpt2Error(
+            re.sub(
+                r"^TrainConfig\.(\w+)=(\S+):",
+                lambda m: f"--{flag.get(m[1], m[1]).replace('_', '-')} {m[2]}:",
+                str(err),
+            )
+        ) from None
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -302,7 +317,7 @@ def register(sub) -> None:
     p.add_argument("--hidden-dim", type=int, help="MLP hidden width (default K*d/2 as ClipCap)")
     p.add_argument("--out", required=True)
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--max-steps", type=int)
+    p.add_argument("--max-steps", type=int, help="stop after this many steps (overrides --epochs)")
     p.add_argument("--batch-size", type=int, default=40)
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--warmup-steps", type=int, default=5000)
@@ -310,22 +325,12 @@ def register(sub) -> None:
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
     p.add_argument("--max-new-tokens", type=int_range(1, 1024), default=30, help="saved generation default")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint with the same seed, batch size and data (ends bit-identical)",
+    )
     p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser(
-        "eval-captions",
-        help="BLEU-1..4, METEOR, ROUGE-L, CIDEr (pycocoevalcap; needs Java)",
-        description="Score predicted captions against references with pycocoevalcap.",
-    )
-    p.add_argument(
-        "--pred", required=True, help="`mmgpt2 caption --json` output, {id: caption} or COCO results"
-    )
-    p.add_argument(
-        "--refs", required=True, help="{id: [captions]} JSON, COCO captions JSON or our JSON lines"
-    )
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("list-models", help="embedded models and how to name real ones")
     p.add_argument("--json", action="store_true")

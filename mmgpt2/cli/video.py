@@ -1,4 +1,4 @@
-"""`mmgpt2 dense-caption VIDEO...` and `mmgpt2 eval-dense --pred P --gt G`."""
+"""`mmgpt2 dense-caption VIDEO...`."""
 
 from __future__ import annotations
 
@@ -46,17 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="torch CPU threads (1 is fastest on a busy machine)",
     )
     dc.set_defaults(func=run_dense_caption)
-
-    ev = subparsers.add_parser(
-        "eval-dense",
-        help="score dense video captions (ActivityNet protocol + SODA_c)",
-        description="Precision/recall/F1 at tIoU 0.3/0.5/0.7/0.9, METEOR/BLEU-4/CIDEr over matched pairs, "
-        "and SODA_c. Needs Java for METEOR.",
-    )
-    ev.add_argument("--pred", required=True, help="predictions JSON (ActivityNet format)")
-    ev.add_argument("--gt", required=True, nargs="+", help="ground-truth JSON file(s)")
-    ev.add_argument("--json", action="store_true", help="print the scores as JSON")
-    ev.set_defaults(func=run_eval_dense)
 
 
 def run_dense_caption(args: argparse.Namespace) -> int:
@@ -140,11 +129,3 @@ def unique_video_ids(paths: list[str]) -> tuple[list[str], dict[str, str]]:
                 "rename or copy one of them to caption both"
             )
     return keep, errors
-
-
-def run_eval_dense(args: argparse.Namespace) -> int:
-    from mmgpt2.eval.dense import evaluate_dense_files, format_table
-
-    scores = evaluate_dense_files(args.pred, args.gt)
-    print(json.dumps(scores, indent=2) if args.json else format_table(scores))
-    return 0

@@ -4,9 +4,11 @@ Layout of a cache folder::
 
     index.json                      {"encoder": spec, "weights": fingerprint, "images": {path: [shard, row]}, "shards": [...]}
     features-00000.safetensors      "pooled" (N, D) float16 [, "tokens" (N, T, Dt) float16]
-    failed.jsonl                    {"image": path, "error": reason} for each skipped file
+    failed.jsonl                    {"image": path, "error": reason} for each file skipped by the last run
 
-Extraction is resumable: finished shards are kept and their images are not encoded again.
+Extraction is resumable: finished shards are kept and their images are not encoded again. Files
+that failed are tried again on every run (a fixed or newly downloaded file must never stay hidden
+behind an old failure); `failed.jsonl` always lists exactly the files that fail now.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
@@ -44,7 +47,7 @@ def extract_features(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / "index.json"
-    index = json.loads(index_path.read_text()) if index_path.is_file() else {"images": {}, "shards": []}
+    index = read_index(index_path) if index_path.is_file() else {"images": {}, "shards": []}
     if index.get("encoder") not in (None, encoder.spec):
         raise Mmgpt2Error(f"{out}: cache was built with encoder {index['encoder']!r}, not {encoder.spec!r}")
     weights = encoder.weights_fingerprint()
@@ -61,14 +64,8 @@ def extract_features(
     index["encoder"] = encoder.spec
     index["tokens"] = bool(index.get("tokens", tokens) if index["images"] else tokens)
     failed_path = out / "failed.jsonl"
-    failed = (
-        {json.loads(x)["image"] for x in failed_path.read_text().splitlines()}
-        if failed_path.is_file()
-        else set()
-    )
-    todo = [
-        p for p in dict.fromkeys(str(p) for p in image_paths) if p not in index["images"] and p not in failed
-    ]
+    failed: dict[str, str] = {}  # this run's failures only: earlier ones are retried below
+    todo = [p for p in dict.fromkeys(str(p) for p in image_paths) if p not in index["images"]]
 
     bar = tqdm(total=len(todo), desc="encoding images", unit="img", disable=not progress)
     for start in range(0, len(todo), shard_size):
@@ -81,16 +78,15 @@ def extract_features(
                     images.append(load_image(path))
                     kept.append(path)
                 except ValueError as err:
-                    failed.add(path)
+                    failed[path] = str(err)
                     tqdm.write(f"skipped {err}")
-                    with open(failed_path, "a", encoding="utf-8") as f:
-                        f.write(json.dumps({"image": path, "error": str(err)}) + "\n")
             if images:
                 p, t = encoder.encode_image(encoder.preprocess_batch(images), return_tokens=True)
                 pooled.append(p.half().cpu())
                 if tokens:
                     toks.append(t.half().cpu())
             bar.update(len(chunk[b : b + batch_size]))
+        _write_failed(failed_path, failed)
         if not kept:
             continue
         name = f"features-{len(index['shards']):05d}.safetensors"
@@ -102,9 +98,44 @@ def extract_features(
         index["images"].update({path: [name, row] for row, path in enumerate(kept)})
         atomic_write_json(index_path, index)  # after the shard: the index never points at a missing file
     bar.close()
+    _write_failed(failed_path, failed)
     if not index_path.is_file():
         atomic_write_json(index_path, index)
     return FeatureStore(out)
+
+
+REBUILD = "delete the cache folder (or pick a new one) to encode the images again"
+
+
+def read_index(path: Path) -> dict:
+    """A cache's ``index.json``; a damaged one is an `Mmgpt2Error` naming the file."""
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise Mmgpt2Error(f"{path}: not valid JSON ({err}); {REBUILD}") from None
+    if not (
+        isinstance(index, dict)
+        and isinstance(index.get("images"), dict)
+        and isinstance(index.get("shards"), list)
+    ):
+        raise Mmgpt2Error(f"{path}: not a feature cache index (needs 'images' and 'shards'); {REBUILD}")
+    return index
+
+
+def _load_shard(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise Mmgpt2Error(f"{path}: unreadable feature shard ({err}); {REBUILD}") from None
+
+
+def _write_failed(path: Path, failed: dict[str, str]) -> None:
+    """Rewrite the failure list (atomically); no failures left means no file."""
+    if failed:
+        text = "".join(json.dumps({"image": k, "error": v}) + "\n" for k, v in failed.items())
+        atomic_write(path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    elif path.is_file():
+        path.unlink()
 
 
 class FeatureStore:
@@ -115,9 +146,9 @@ class FeatureStore:
         index_path = self.folder / "index.json"
         if not index_path.is_file():
             raise FileNotFoundError(f"{self.folder}: no index.json; run `mmgpt2 extract-features` first")
-        self.index = json.loads(index_path.read_text())
+        self.index = read_index(index_path)
         self.encoder_spec: str = self.index.get("encoder", "")
-        self._shards = {name: load_file(str(self.folder / name)) for name in self.index["shards"]}
+        self._shards = {name: _load_shard(self.folder / name) for name in self.index["shards"]}
 
     def __contains__(self, image: str) -> bool:
         return str(image) in self.index["images"]

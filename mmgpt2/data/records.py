@@ -45,6 +45,10 @@ def read_jsonl(path: str | os.PathLike) -> list[CaptionRecord]:
         captions = row.get("captions", [row["caption"]] if "caption" in row else None)
         if captions is None:
             raise Mmgpt2Error(f'{path}:{n}: no "caption" or "captions" field')
+        if isinstance(captions, str):  # one caption, never split into characters
+            captions = [captions]
+        if not isinstance(captions, list) or not all(isinstance(c, str) for c in captions):
+            raise Mmgpt2Error(f'{path}:{n}: "captions" must be a list of strings, not {captions!r:.60}')
         image = (
             str((path.parent / row["image"]).resolve()) if not os.path.isabs(row["image"]) else row["image"]
         )
@@ -57,6 +61,20 @@ def read_jsonl(path: str | os.PathLike) -> list[CaptionRecord]:
     return list(by_image.values())
 
 
+KARPATHY_SPLITS = ("train", "val", "test")
+
+
+def read_json(path: str | os.PathLike, what: str):
+    """A dataset's JSON file, or an error naming the file and what it should be."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such {what} file")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise Mmgpt2Error(f"{path}: not valid JSON ({err.msg}); expected a {what} file") from err
+
+
 def read_coco_karpathy(
     path: str | os.PathLike, image_root: str | os.PathLike, split: str = "train"
 ) -> list[CaptionRecord]:
@@ -66,13 +84,27 @@ def read_coco_karpathy(
         >>> read_coco_karpathy("dataset_coco.json", "/data/coco", split="test")[:1]
     """
     path, root = Path(path), Path(image_root)
-    data = json.loads(Path(path).read_text())
-    if "images" not in data:
-        raise Mmgpt2Error(f"{path}: not a Karpathy split file (no 'images' list)")
+    data = read_json(path, "Karpathy split (dataset_coco.json)")
+    if isinstance(data, dict) and "annotations" in data and "images" in data:
+        # The official captions_{train,val}2014.json: no splits, captions apart from images.
+        raise Mmgpt2Error(
+            f"{path}: this is an official COCO captions file ('images' + 'annotations'), which has no "
+            "Karpathy split; pass Karpathy's dataset_coco.json instead ({'images': [{'filepath', "
+            "'filename', 'cocoid', 'split', 'sentences': [{'raw'}]}]}, from the karpathy splits archive "
+            "caption_datasets.zip)"
+        )
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise Mmgpt2Error(f"{path}: not a Karpathy split file (no 'images' list); expected dataset_coco.json")
+    if split not in KARPATHY_SPLITS:
+        raise Mmgpt2Error(f"split {split!r}: Karpathy's splits are {', '.join(KARPATHY_SPLITS)}")
     wanted = {"train", "restval"} if split == "train" else {split}
     out = []
-    for im in data["images"]:
-        if im.get("split") not in wanted:
+    for n, im in enumerate(data["images"]):
+        if not isinstance(im, dict) or not {"filename", "split", "sentences"} <= set(im):
+            raise Mmgpt2Error(
+                f"{path}: images[{n}] needs 'filename', 'split' and 'sentences' (Karpathy's dataset_coco.json)"
+            )
+        if im["split"] not in wanted:
             continue
         captions = [s.get("raw") or " ".join(s["tokens"]) for s in im["sentences"]]
         image = root / im.get("filepath", "") / im["filename"]

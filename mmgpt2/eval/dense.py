@@ -1,281 +1,255 @@
-"""Dense video captioning scores: the ActivityNet Captions protocol and SODA_c.
+"""Dense video captioning scores: ActivityNet Captions' densevid_eval (2018 or 2021) and SODA_c.
 
-Inputs are the standard files: ground truth ``{video_id: {"duration", "timestamps": [[s, e], ...],
-"sentences": [...]}}`` (extra keys are ignored) and predictions ``{"version", "results": {video_id:
-[{"sentence", "timestamp": [s, e]}]}, "external_data"}``.
+This reproduces the reference evaluators' numbers (PDVC's copies of densevid_eval and fujiso/SODA),
+not an idea of them. Per tIoU threshold in (0.3, 0.5, 0.7, 0.9):
 
-Protocol, per tIoU threshold in (0.3, 0.5, 0.7, 0.9):
-- localisation: a prediction counts as correct if it overlaps some ground-truth event with tIoU at
-  or above the threshold, a ground-truth event counts as found if some prediction does; precision
-  and recall per video, averaged over the ground-truth videos (a video without predictions scores
-  0), F1 from the averaged precision and recall;
-- captions: every (prediction, ground-truth event) pair at or above the threshold is a matched pair;
-  a prediction with no match is paired with an unmatchable reference (so a wrong segment costs
-  caption score, as in the official evaluator). METEOR and BLEU-4 are computed per video over its
-  pairs with the pycocoevalcap scorers; CIDEr-D's document frequencies come from all pairs at the
-  threshold (one video's few references give no meaningful IDF) and a video's CIDEr is the mean over
-  its pairs. Videos without predictions score 0; scores are averaged over ground-truth videos.
-Every number is then averaged over the thresholds. Several ground-truth files (ActivityNet's val_1
-and val_2) can be given: localisation takes the better one per video, captions pool references.
+- localisation: a prediction and a ground-truth event cover each other when their tIoU is strictly
+  *above* the threshold; per video, precision = covered predictions / predictions and recall =
+  covered events / events, each the best over the ground-truth files (chosen independently);
+  both are means over the ground-truth videos (0 for a video without predictions). F1 is the
+  harmonic mean of those means (the reference prints only P and R).
+- captions: every (prediction, event) pair with tIoU *at or above* the threshold is its own item
+  with that event's sentence as its single reference, so a prediction matching three events counts
+  three times; a prediction matching nothing is one item whose reference is a garbage string. The
+  2018 version uses the literal ``abc123!@#``; the 2021 version a random string of 10-20 lowercase
+  letters per item (``seed`` makes it repeatable). Sentences lose their non-ASCII characters and go
+  through the PTB tokenizer; BLEU-1..4, METEOR, ROUGE-L and CIDEr-D are then computed per
+  ground-truth video over that video's items only (so CIDEr's IDF comes from that one video), a
+  video without predictions scores 0, and the score is the mean over ground-truth videos.
+- tIoU = intersection / (union + 1e-8), union = min(hull, sum of the two lengths), as the reference
+  computes it (so a tIoU of exactly 0.5 falls just below the 0.5 threshold); only the first 1000
+  predictions of a video are read.
 
-SODA_c (Fujita et al., ECCV 2020), implemented from the paper: per video, predictions and
-ground-truth events each in temporal order; the score of pairing prediction i with event j is
-tIoU(i, j) x METEOR(i, j); dynamic programming finds the order-preserving one-to-one matching that
-maximises the summed score; precision = sum / #predictions, recall = sum / #events, SODA_c is
-their F-measure, averaged over ground-truth videos (0 without predictions; best over ground-truth
-files).
+Every number is also averaged over the thresholds. SODA_c is `mmgpt2.eval.soda.soda_c`.
 
 Example:
-    >>> scores = evaluate_dense(json.load(open("pred.json")), json.load(open("gt.json")))
+    >>> scores = evaluate_dense(json.load(open("pred.json")), [json.load(open("val_1.json"))])
     >>> scores["F1"], scores["METEOR"], scores["SODA_c"]
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import os
-import re
-import shutil
-from collections.abc import Sequence
+import random
+import string
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from mmgpt2.errors import Mmgpt2Error
+from mmgpt2.eval.dense_inputs import Event, check_ground_truth, check_predictions, load_json
+from mmgpt2.eval.scorers import COCO_METRICS
 
 TIOUS = (0.3, 0.5, 0.7, 0.9)
-NO_MATCH = "zzqxnomatchzzqx"  # a reference no caption can share a word with
+MAX_PROPOSALS = 1000
+GARBAGE_2018 = "abc123!@#"
+PROTOCOLS = ("2018", "2021")
+LOCALISATION = ("Precision", "Recall", "F1")
+
+__all__ = ["TIOUS", "evaluate_dense", "evaluate_dense_files", "format_table", "load_json", "tiou"]
 
 
 def tiou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Temporal IoU of two ``[start, end]`` segments (0 for empty or disjoint ones)."""
+    """Temporal IoU of two ``[start, end]`` segments, as densevid_eval and SODA compute it.
+
+    Example:
+        >>> round(tiou([0, 10], [5, 15]), 6)
+        0.333333
+    """
     inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 and inter > 0 else 0.0
+    union = min(max(a[1], b[1]) - min(a[0], b[0]), (a[1] - a[0]) + (b[1] - b[0]))
+    return inter / (union + 1e-8)
 
 
-def normalize_sentence(text: str) -> str:
-    """Lowercase ASCII words: the scorers compare tokens, punctuation only adds noise."""
-    return " ".join(re.findall(r"[a-z0-9']+", text.encode("ascii", "ignore").decode().lower())) or "empty"
+def _is_checked(doc: Any) -> bool:
+    return isinstance(doc, Mapping) and all(
+        isinstance(v, list) and all(isinstance(e, Event) for e in v) for v in doc.values()
+    )
 
 
-def load_json(path: str | os.PathLike) -> Any:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except json.JSONDecodeError as err:
-        raise Mmgpt2Error(f"{path}: not valid JSON ({err})") from None
+def _as_events(
+    predictions: Mapping, ground_truth: Mapping | Sequence[Mapping]
+) -> tuple[dict[str, list[Event]], list[dict[str, list[Event]]]]:
+    """Accept raw ActivityNet documents or already checked ``{video: [Event]}`` maps."""
+    gts = [ground_truth] if isinstance(ground_truth, Mapping) else list(ground_truth)
+    if not gts:
+        raise Mmgpt2Error("no ground truth given")
+    gts = [
+        g if g and _is_checked(g) else check_ground_truth(g, f"ground truth {i + 1}")
+        for i, g in enumerate(gts)
+    ]
+    if isinstance(predictions, Mapping) and "results" not in predictions and _is_checked(predictions):
+        return {vid: list(evs) for vid, evs in predictions.items()}, gts
+    return check_predictions(predictions, "predictions"), gts
 
 
-def _check_predictions(pred: dict, source: str) -> dict[str, list[dict]]:
-    results = pred.get("results") if isinstance(pred, dict) else None
-    if not isinstance(results, dict):
-        raise Mmgpt2Error(
-            f"{source}: predictions need a 'results' object {{video_id: [{{sentence, timestamp}}]}}"
-        )
-    for vid, events in results.items():
-        for i, ev in enumerate(events):
-            ts = ev.get("timestamp") if isinstance(ev, dict) else None
-            if not isinstance(ts, (list, tuple)) or len(ts) != 2 or "sentence" not in ev:
-                raise Mmgpt2Error(
-                    f"{source}: results[{vid!r}][{i}] needs 'sentence' and 'timestamp': [start, end]"
-                )
-    return results
+def localisation(
+    preds: Sequence[Event], truths: Sequence[Sequence[Event]], thr: float
+) -> tuple[float, float]:
+    """(precision, recall) of one video at `thr`: each the best over the ground-truth files."""
+    best_p = best_r = 0.0
+    for events in truths:
+        hit_pred, hit_event = set(), set()
+        for i, p in enumerate(preds):
+            for j, e in enumerate(events):
+                if tiou((p.start, p.end), (e.start, e.end)) > thr:
+                    hit_pred.add(i)
+                    hit_event.add(j)
+        if preds:
+            best_p = max(best_p, len(hit_pred) / len(preds))
+        best_r = max(best_r, len(hit_event) / len(events))
+    return best_p, best_r
 
 
-def _check_truth(gt: dict, source: str) -> dict[str, dict]:
-    if not isinstance(gt, dict) or not gt:
-        raise Mmgpt2Error(
-            f"{source}: ground truth must be a non-empty {{video_id: {{timestamps, sentences}}}} object"
-        )
-    for vid, entry in gt.items():
-        if not isinstance(entry, dict) or len(entry.get("timestamps", [])) != len(
-            entry.get("sentences", [None])
-        ):
-            raise Mmgpt2Error(f"{source}: {vid!r} needs 'timestamps' and 'sentences' of equal length")
-    return gt
-
-
-@functools.lru_cache(maxsize=1)
-def _scorers():
-    """BLEU, METEOR and CIDEr scorers, made once per process: METEOR's Java start loads paraphrase
-    tables and takes seconds (tens of seconds on a busy machine)."""
-    if shutil.which("java") is None:
-        raise RuntimeError("METEOR needs Java: install a JRE (e.g. `apt-get install default-jre`) and retry")
-    from pycocoevalcap.bleu.bleu import Bleu
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.meteor.meteor import Meteor
-
-    return Bleu(4), Meteor(), Cider()
-
-
-def _localisation(preds: list[dict], truth: dict, thr: float) -> tuple[float, float]:
-    if not preds:
-        return 0.0, 0.0
-    refs = truth["timestamps"]
-    hit_pred = {i for i, p in enumerate(preds) for r in refs if tiou(p["timestamp"], r) >= thr}
-    hit_ref = {j for p in preds for j, r in enumerate(refs) if tiou(p["timestamp"], r) >= thr}
-    return len(hit_pred) / len(preds), (len(hit_ref) / len(refs) if refs else 0.0)
-
-
-def _pairs(preds: list[dict], truths: list[dict], thr: float) -> list[tuple[str, list[str]]]:
-    """(prediction, references) per prediction: its matched ground-truth sentences, or NO_MATCH."""
-    out = []
+def caption_items(
+    preds: Sequence[Event], truths: Sequence[Sequence[Event]], thr: float, garbage
+) -> list[tuple[str, str]]:
+    """(prediction, single reference) items of one video at `thr`; `garbage()` gives the reference
+    of a prediction that matches no event."""
+    items = []
     for p in preds:
-        refs = [
-            normalize_sentence(s)
-            for t in truths
-            for r, s in zip(t["timestamps"], t["sentences"])
-            if tiou(p["timestamp"], r) >= thr
+        matched = [
+            (p.sentence, e.sentence)
+            for events in truths
+            for e in events
+            if tiou((p.start, p.end), (e.start, e.end)) >= thr
         ]
-        out.append((normalize_sentence(p["sentence"]), refs or [NO_MATCH]))
-    return out
+        items += matched or [(p.sentence, garbage())]
+    return items
 
 
-def soda_c_video(preds: list[dict], truth: dict, meteor_of) -> float:
-    """SODA_c F-measure of one video; `meteor_of(i, j)` is METEOR of prediction i vs event j."""
-    if not preds or not truth["timestamps"]:
-        return 0.0
-    p_order = sorted(range(len(preds)), key=lambda i: tuple(preds[i]["timestamp"]))
-    g_order = sorted(range(len(truth["timestamps"])), key=lambda j: tuple(truth["timestamps"][j]))
-    n, m = len(p_order), len(g_order)
-    table = np.zeros((n + 1, m + 1))
-    for a, i in enumerate(p_order, 1):
-        for b, j in enumerate(g_order, 1):
-            s = tiou(preds[i]["timestamp"], truth["timestamps"][j]) * meteor_of(i, j)
-            table[a, b] = max(table[a - 1, b], table[a, b - 1], table[a - 1, b - 1] + s)
-    total = table[n, m]
-    precision, recall = total / n, total / m
-    return 0.0 if total <= 0 else 2 * precision * recall / (precision + recall)
+def _garbage_maker(protocol: str, seed: int | None):
+    if protocol == "2018":
+        return lambda: GARBAGE_2018
+    rng = random.Random(seed)
+    return lambda: "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(10, 20)))
 
 
 def evaluate_dense(
-    predictions: dict, ground_truth: dict | Sequence[dict], tious: Sequence[float] = TIOUS, soda: bool = True
+    predictions: Mapping,
+    ground_truth: Mapping | Sequence[Mapping],
+    tious: Sequence[float] = TIOUS,
+    soda: bool = True,
+    protocol: str = "2018",
+    seed: int | None = None,
+    soda_references: str = "per-file",
+    soda_missing: str = "skip",
+    max_proposals: int = MAX_PROPOSALS,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Scores of ActivityNet-format `predictions` against one or more ground-truth dicts.
+    """densevid_eval scores (and SODA_c) of `predictions` against one or more ground-truth files.
 
-    Returns ``Precision``, ``Recall``, ``F1``, ``METEOR``, ``Bleu_4``, ``CIDEr`` (means over `tious`),
-    ``per_tiou`` (the same per threshold), ``SODA_c`` and ``num_videos``; caption scores are in [0, 1]
-    (CIDEr unbounded), as pycocoevalcap reports them.
+    `predictions` is an ActivityNet predictions document (or ``{video: [Event]}``), `ground_truth`
+    one ground-truth document or a list of them (ActivityNet's val_1 and val_2). Returns the means
+    over `tious` of ``Precision``, ``Recall``, ``F1``, ``Bleu_1``..``Bleu_4``, ``METEOR``,
+    ``ROUGE_L``, ``CIDEr``; ``per_tiou`` (the same per threshold); ``SODA_c``; and the counts
+    ``num_videos`` (ground-truth videos), ``videos_without_predictions`` and
+    ``predicted_videos_not_in_gt``.
 
     Example:
         >>> evaluate_dense({"results": {"v": [{"sentence": "a red circle", "timestamp": [0, 5]}]}},
         ...                {"v": {"duration": 10, "timestamps": [[0, 5]], "sentences": ["a red circle"]}})["F1"]
         1.0
     """
-    gts = [ground_truth] if isinstance(ground_truth, dict) else list(ground_truth)
-    gts = [_check_truth(g, f"ground truth {i}") for i, g in enumerate(gts)]
-    results = _check_predictions(predictions, "predictions")
+    from mmgpt2.eval.scorers import coco_scores
+    from mmgpt2.eval.text import ptb_tokenize, remove_nonascii
+
+    if protocol not in PROTOCOLS:
+        raise Mmgpt2Error(f"protocol {protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+    preds, gts = _as_events(predictions, ground_truth)
     videos = sorted(set().union(*gts))
-    bleu, meteor, cider = _scorers()
-    per_tiou = {}
-    for thr in tious:
-        prec, rec, met, b4, cid = [], [], [], [], []
-        pairs_by_video = {}
-        for vid in videos:
-            preds = results.get(vid, [])
-            truths = [g[vid] for g in gts if vid in g]
-            best = max((_localisation(preds, t, thr) for t in truths), key=lambda pr: pr[0] + pr[1])
-            prec.append(best[0])
-            rec.append(best[1])
-            if preds:
-                pairs_by_video[vid] = _pairs(preds, truths, thr)
-        # CIDEr: one call over every pair at this threshold, then each video's mean.
-        flat = {f"{vid}#{i}": pair for vid, pairs in pairs_by_video.items() for i, pair in enumerate(pairs)}
-        cider_of = {}
-        if flat:
-            _, scores = cider.compute_score(
-                {k: v[1] for k, v in flat.items()}, {k: [v[0]] for k, v in flat.items()}
-            )
-            cider_of = dict(zip(flat, np.atleast_1d(scores)))
-        for vid in videos:
-            pairs = pairs_by_video.get(vid)
-            if not pairs:
-                met.append(0.0)
-                b4.append(0.0)
-                cid.append(0.0)
-                continue
-            refs = {i: r for i, (_, r) in enumerate(pairs)}
-            hyps = {i: [h] for i, (h, _) in enumerate(pairs)}
-            met.append(float(meteor.compute_score(refs, hyps)[0]))
-            b4.append(float(bleu.compute_score(refs, hyps, verbose=0)[0][3]))
-            cid.append(float(np.mean([cider_of[f"{vid}#{i}"] for i in range(len(pairs))])))
-        p, r = float(np.mean(prec)), float(np.mean(rec))
-        per_tiou[str(thr)] = {
-            "Precision": p,
-            "Recall": r,
-            "F1": 2 * p * r / (p + r) if p + r > 0 else 0.0,
-            "METEOR": float(np.mean(met)),
-            "Bleu_4": float(np.mean(b4)),
-            "CIDEr": float(np.mean(cid)),
-        }
-    scores: dict[str, Any] = {
-        k: float(np.mean([v[k] for v in per_tiou.values()]))
-        for k in ("Precision", "Recall", "F1", "METEOR", "Bleu_4", "CIDEr")
+    read = {vid: evs[:max_proposals] for vid, evs in preds.items()}
+    garbage = _garbage_maker(protocol, seed)
+    items = {
+        (thr, vid): caption_items(read.get(vid, []), [g[vid] for g in gts if vid in g], thr, garbage)
+        for thr in tious
+        for vid in videos
     }
+    sentences = {s for its in items.values() for pair in its for s in pair}
+    sentences |= {e.sentence for evs in preds.values() for e in evs}
+    sentences |= {e.sentence for g in gts for evs in g.values() for e in evs}
+    raw_tokens = ptb_tokenize(remove_nonascii(s) for s in sentences)
+    tokens = {s: raw_tokens[remove_nonascii(s)] for s in sentences}
+
+    per_tiou: dict[str, dict[str, float]] = {}
+    bar = tqdm(total=len(tious) * len(videos), desc="scoring", unit="video", disable=not progress)
+    for thr in tious:
+        rows = {m: [] for m in LOCALISATION[:2] + COCO_METRICS}
+        for vid in videos:
+            truths = [g[vid] for g in gts if vid in g]
+            precision, recall = localisation(read.get(vid, []), truths, thr)
+            rows["Precision"].append(precision)
+            rows["Recall"].append(recall)
+            its = items[(thr, vid)]
+            if its:
+                refs = {k: [tokens[r]] for k, (_, r) in enumerate(its)}
+                hyps = {k: [tokens[h]] for k, (h, _) in enumerate(its)}
+                video_scores = coco_scores(refs, hyps)
+            else:
+                video_scores = dict.fromkeys(COCO_METRICS, 0.0)
+            for m in COCO_METRICS:
+                rows[m].append(video_scores[m])
+            bar.update()
+        row = {m: float(np.mean(v)) for m, v in rows.items()}
+        row["F1"] = _f1(row["Precision"], row["Recall"])
+        per_tiou[str(thr)] = {m: row[m] for m in LOCALISATION + COCO_METRICS}
+    bar.close()
+    scores: dict[str, Any] = {
+        m: float(np.mean([row[m] for row in per_tiou.values()])) for m in LOCALISATION[:2] + COCO_METRICS
+    }
+    scores["F1"] = _f1(scores["Precision"], scores["Recall"])
+    scores = {m: scores[m] for m in LOCALISATION + COCO_METRICS}
     scores["per_tiou"] = per_tiou
     if soda:
-        scores["SODA_c"] = _soda_c(results, gts, videos, meteor)
+        from mmgpt2.eval.soda import soda_c
+
+        result = soda_c(preds, gts, soda_references, soda_missing, tokens=raw_tokens)
+        scores["SODA_c"] = result["SODA_c"]
+        scores["SODA_c_per_file"] = result["per_file"]
+    scores["protocol"] = protocol
     scores["num_videos"] = len(videos)
-    scores["ignored_predicted_videos"] = len(set(results) - set(videos))
+    with_preds = {vid for vid, evs in preds.items() if evs}
+    scores["videos_without_predictions"] = len(set(videos) - with_preds)
+    scores["predicted_videos_not_in_gt"] = len(set(preds) - set(videos))
     return scores
 
 
-def _soda_c(results: dict, gts: list[dict], videos: list[str], meteor) -> float:
-    # One METEOR call for every (prediction, event) pair of every video and ground-truth file.
-    keys, refs, hyps = [], {}, {}
-    for vid in videos:
-        for g, gt in enumerate(gts):
-            if vid not in gt:
-                continue
-            for i, p in enumerate(results.get(vid, [])):
-                for j, s in enumerate(gt[vid]["sentences"]):
-                    key = f"{vid}#{g}#{i}#{j}"
-                    keys.append(key)
-                    refs[key] = [normalize_sentence(s)]
-                    hyps[key] = [normalize_sentence(p["sentence"])]
-    pair_score = dict(zip(keys, meteor.compute_score(refs, hyps)[1])) if keys else {}
-    per_video = []
-    for vid in videos:
-        per_video.append(
-            max(
-                (
-                    soda_c_video(
-                        results.get(vid, []), gt[vid], lambda i, j, v=vid, g=g: pair_score[f"{v}#{g}#{i}#{j}"]
-                    )
-                    for g, gt in enumerate(gts)
-                    if vid in gt
-                ),
-                default=0.0,
-            )
-        )
-    return float(np.mean(per_video)) if per_video else 0.0
+def _f1(p: float, r: float) -> float:
+    return 2 * p * r / (p + r) if p + r > 0 else 0.0
 
 
 def evaluate_dense_files(
-    pred_path: str | os.PathLike, gt_paths: Sequence[str | os.PathLike]
+    pred_path: str | os.PathLike, gt_paths: Sequence[str | os.PathLike], **options: Any
 ) -> dict[str, Any]:
-    """`evaluate_dense` on files, with errors that name the file."""
-    pred = load_json(pred_path)
-    _check_predictions(pred, str(pred_path))
-    gts = []
-    for path in gt_paths:
-        gt = load_json(path)
-        _check_truth(gt, str(path))
-        gts.append(gt)
-    return evaluate_dense(pred, gts)
+    """`evaluate_dense` on files; every input error names the file and the entry.
+
+    A predictions file none of whose videos is in the ground truth is refused: its all-zero scores
+    would read as a terrible model rather than mismatched video ids.
+    """
+    preds = check_predictions(load_json(pred_path), str(pred_path))
+    gts = [check_ground_truth(load_json(p), str(p)) for p in gt_paths]
+    known = set().union(*gts)
+    if preds and not known & set(preds):
+        raise Mmgpt2Error(
+            f"{pred_path}: none of its {len(preds)} predicted videos (e.g. {next(iter(preds))!r}) is in the "
+            f"ground truth (e.g. {next(iter(sorted(known)))!r}); the video ids must match exactly"
+        )
+    return evaluate_dense(preds, gts, **options)
 
 
 def format_table(scores: dict[str, Any]) -> str:
-    """A plain-text table of the scores (per threshold and mean)."""
-    cols = ("Precision", "Recall", "F1", "METEOR", "Bleu_4", "CIDEr")
-    lines = ["tIoU   " + "".join(f"{c:>10}" for c in cols)]
+    """A plain-text table: the scores per threshold and their mean, SODA_c and the video counts."""
+    cols = LOCALISATION + COCO_METRICS
+    lines = [f"densevid_eval {scores.get('protocol', '2018')}", "tIoU  " + "".join(f"{c:>10}" for c in cols)]
     for thr, row in scores["per_tiou"].items():
-        lines.append(f"{thr:<7}" + "".join(f"{row[c]:>10.4f}" for c in cols))
-    lines.append("mean   " + "".join(f"{scores[c]:>10.4f}" for c in cols))
+        lines.append(f"{thr:<6}" + "".join(f"{row[c]:>10.4f}" for c in cols))
+    lines.append("mean  " + "".join(f"{scores[c]:>10.4f}" for c in cols))
     if "SODA_c" in scores:
-        lines.append(f"SODA_c {scores['SODA_c']:.4f}   ({scores['num_videos']} videos)")
+        lines.append(f"SODA_c {scores['SODA_c']:.4f}")
+    lines.append(
+        f"{scores['num_videos']} ground-truth videos, {scores['videos_without_predictions']} without "
+        f"predictions; {scores['predicted_videos_not_in_gt']} predicted videos not in the ground truth (ignored)"
+    )
     return "\n".join(lines)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import shutil
 
+from mmgpt2.errors import Mmgpt2Error
 
-class JavaMissingError(RuntimeError):
-    pass
+
+class JavaMissingError(Mmgpt2Error, RuntimeError):
+    """No `java` on PATH: a user's set-up problem, shown by the CLI as one line (not a traceback)."""
 
 
 def require_java() -> str:

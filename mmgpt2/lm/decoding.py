@@ -122,8 +122,13 @@ def decode(lm, batch: dict[str, torch.Tensor], **gen_kwargs) -> list[list[int]]:
     Returns one list of new token ids per item, without the EOS token.
 
     Example:
-        >>> batch = lm.build_inputs(prefix, pad_left=True); batch.pop("labels")
-        >>> decode(lm, batch, num_beams=3, max_new_tokens=12)   # [[464, 2266, ...], ...]
+        >>> from mmgpt2.lm import load_lm
+        >>> lm = load_lm("embedded:shapes-gpt2")
+        >>> batch = lm.build_inputs(torch.zeros(2, 4, lm.hidden_size), pad_left=True)
+        >>> _ = batch.pop("labels")
+        >>> ids = decode(lm, batch, num_beams=3, max_new_tokens=12)
+        >>> len(ids), all(len(row) <= 12 for row in ids)
+        (2, True)
     """
     cfg = GenerationConfig.from_kwargs(**gen_kwargs)
     eos = cfg.eos_token_id if cfg.eos_token_id is not None else lm.eos_token_id

@@ -22,9 +22,12 @@ class FrozenLM(nn.Module):
 
     Example:
         >>> lm = load_lm("embedded:shapes-gpt2")
-        >>> prefix = torch.randn(2, 10, lm.hidden_size)
-        >>> lm.loss(prefix, ["a red circle", "a blue square"])  # scalar, grads reach `prefix` only
-        >>> lm.generate(prefix, max_new_tokens=8)               # two strings
+        >>> prefix = torch.randn(2, 10, lm.hidden_size, requires_grad=True)
+        >>> loss = lm.loss(prefix, ["a red circle", "a blue square"])  # grads reach `prefix` only
+        >>> loss.shape, loss.requires_grad
+        (torch.Size([]), True)
+        >>> len(lm.generate(prefix.detach(), max_new_tokens=8))
+        2
     """
 
     def __init__(self, model: nn.Module, tokenizer, spec: str | None = None):

@@ -2,5 +2,6 @@
 
 from mmgpt2.training.config import TrainConfig
 from mmgpt2.training.loop import train
+from mmgpt2.training.state import ResumeError
 
-__all__ = ["TrainConfig", "train"]
+__all__ = ["ResumeError", "TrainConfig", "train"]

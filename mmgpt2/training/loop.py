@@ -7,7 +7,6 @@ batches over processes, wraps the pipeline in DDP and applies autocast for bf16/
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 from collections.abc import Callable
@@ -21,7 +20,15 @@ from tqdm.auto import tqdm
 from mmgpt2.data.datasets import collate_dicts
 from mmgpt2.errors import Mmgpt2Error
 from mmgpt2.training.config import TrainConfig
-from mmgpt2.training.state import load_training_state, save_training_state
+from mmgpt2.training.state import (
+    ResumeError,
+    check_same_run,
+    has_checkpoint,
+    load_training_state,
+    read_trainer_state,
+    restore_interrupted_save,
+    save_training_state,
+)
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -60,14 +67,22 @@ def train(
 ) -> Path:
     """Train the pipeline's trainable parts; returns the folder of the final model.
 
+    Build the model after seeding (``accelerate.utils.set_seed(config.seed)``) for runs that repeat
+    to the bit; `train` seeds everything it draws itself. With ``config.resume`` it continues from
+    ``out_dir/checkpoint`` and ends with the weights an unbroken run would have, or refuses a
+    checkpoint made with another seed, batch size, dataset size or process count (`ResumeError`).
+
     Example:
+        >>> set_seed(7)
         >>> cap = PrefixCaptioner.build("embedded:shapes-clip", "embedded:shapes-gpt2", mapper="mlp")
-        >>> train(cap, FeatureCaptionDataset(records, store), TrainConfig(out_dir="runs/x", epochs=1))
+        >>> train(cap, FeatureCaptionDataset(records, store), TrainConfig(out_dir="runs/x", epochs=1, seed=7))
     """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
+    if len(dataset) == 0:
+        raise Mmgpt2Error("no training examples: the dataset is empty")
     out = Path(config.out_dir)
     ckpt_dir = out / "checkpoint"
     if int(os.environ.get("WORLD_SIZE", "1")) == 1:
@@ -89,21 +104,31 @@ def train(
         raise Mmgpt2Error(f"{type(model).__name__} has no trainable parameters")
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(loader) / accelerator.num_processes)
-    total = config.max_steps or steps_per_epoch * config.epochs
+    total = config.max_steps if config.max_steps is not None else steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup(config.warmup_steps, total))
+    run = {
+        "seed": config.seed,
+        "batch_size": config.batch_size,
+        "dataset_size": len(dataset),
+        "num_processes": accelerator.num_processes,
+    }
+    if callable(getattr(dataset, "fingerprint", None)):  # same size, other rows: still another run
+        run["dataset_fingerprint"] = dataset.fingerprint()
 
-    step, start_epoch, skip = 0, 0, 0
-    if config.resume and (ckpt_dir / "trainer_state.json").is_file():
-        state = load_training_state(ckpt_dir, model, optimizer, scheduler)
-        step, start_epoch, skip = state["step"], state["epoch"], state["batches_in_epoch"]
-        accelerator.print(f"resumed from {ckpt_dir} at step {step}")
-    elif config.resume:
-        accelerator.print(f"no checkpoint under {ckpt_dir}; starting from scratch")
+    step, epoch, skip = 0, 0, 0
+    if config.resume:
+        if accelerator.is_main_process and restore_interrupted_save(ckpt_dir):
+            accelerator.print(f"restored {ckpt_dir} from the backup a kill during its last save left")
+        accelerator.wait_for_everyone()
+        if has_checkpoint(ckpt_dir):
+            step, epoch, skip = _resume(ckpt_dir, model, optimizer, scheduler, run, steps_per_epoch, total)
+            accelerator.print(f"resumed from {ckpt_dir} at step {step}")
+        else:
+            accelerator.print(f"no checkpoint under {ckpt_dir}; starting from scratch")
 
     # The scheduler stays unprepared: accelerate would step it once per process per step.
     wrapped, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     wrapped.train()
-    seen: list[int] = []
     bar = tqdm(
         total=total,
         initial=step,
@@ -111,15 +136,14 @@ def train(
         unit="step",
         disable=not (config.progress and accelerator.is_main_process),
     )
-    epoch = start_epoch
     while step < total:
         loader.set_epoch(epoch)  # accelerate passes it on to its copy of our sampler
         done_in_epoch = skip
-        # Skipping by iterating (not accelerate.skip_first_batches) keeps the epoch's permutation.
-        for batch in itertools.islice(loader, skip, None):
-            skip = 0
-            if config.log_seen_indices:
-                seen += batch["index"].tolist()
+        # Skipping by iterating (not accelerate.skip_first_batches) keeps the epoch's permutation;
+        # `_resume` guarantees skip < steps_per_epoch, so every epoch yields a batch.
+        batches = itertools.islice(loader, skip, None)
+        skip = 0
+        for batch in batches:
             with accelerator.autocast():
                 loss = wrapped(batch)
             accelerator.backward(loss)
@@ -134,23 +158,12 @@ def train(
             bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch)
             last_in_epoch = done_in_epoch >= steps_per_epoch
             if step % config.save_every == 0 or step >= total:
-                _checkpoint(
-                    accelerator,
-                    model,
-                    optimizer,
-                    scheduler,
-                    ckpt_dir,
-                    step,
-                    epoch + last_in_epoch,
-                    0 if last_in_epoch else done_in_epoch,
-                )
+                where = (epoch + 1, 0) if last_in_epoch else (epoch, done_in_epoch)
+                _checkpoint(accelerator, model, optimizer, scheduler, ckpt_dir, step, *where, run)
             if step >= total:
                 break
         epoch += 1
     bar.close()
-    if config.log_seen_indices:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"seen_rank{accelerator.process_index}.json").write_text(json.dumps(seen))
     final = out / "final"
     if accelerator.is_main_process:
         accelerator.unwrap_model(wrapped).save_pretrained(final)
@@ -158,10 +171,39 @@ def train(
     return final
 
 
+def _resume(
+    folder: Path, model, optimizer, scheduler, run: dict[str, Any], steps_per_epoch: int, total: int
+) -> tuple[int, int, int]:
+    """Load the checkpoint; (step, epoch, batches to skip in that epoch), or a `ResumeError`."""
+    state = read_trainer_state(folder)
+    check_same_run(folder, state, run)
+    step, epoch, skip = state["step"], state["epoch"], state["batches_in_epoch"]
+    if skip >= steps_per_epoch:  # only a checkpoint from before runs were recorded can get here
+        raise ResumeError(
+            f"{folder}: cannot continue this run: it stopped {skip} batches into an epoch, but an epoch "
+            f"now has {steps_per_epoch}; resume with the same batch size and training data"
+        )
+    if step > total:
+        raise ResumeError(
+            f"{folder}: the checkpoint is at step {step}, past this run's last step {total}; "
+            "raise the step or epoch count, or train into a new output folder"
+        )
+    load_training_state(folder, model, optimizer, scheduler)
+    return step, epoch, skip
+
+
 def _checkpoint(
-    accelerator, model, optimizer, scheduler, folder: Path, step: int, epoch: int, batches_in_epoch: int
+    accelerator,
+    model,
+    optimizer,
+    scheduler,
+    folder: Path,
+    step: int,
+    epoch: int,
+    batches_in_epoch: int,
+    run: dict[str, Any],
 ) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_training_state(folder, model, optimizer, scheduler, step, epoch, batches_in_epoch)
+        save_training_state(folder, model, optimizer, scheduler, step, epoch, batches_in_epoch, run)
     accelerator.wait_for_everyone()

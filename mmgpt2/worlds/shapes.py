@@ -105,12 +105,12 @@ class Scene:
     noise_seed: int = 0
     relation: str | None = None  # two-object scenes: relation of objects[0] to objects[1]
 
-    def to_json(self) -> list[dict[str, str]]:
+    def object_dicts(self) -> list[dict[str, str]]:
         return [asdict(o) for o in self.objects]
 
     def to_record(self) -> dict:
         """``{"objects": [...]}`` plus ``"relation"`` for two objects: what `scene_from_record` reads."""
-        return {"objects": self.to_json(), **({"relation": self.relation} if self.relation else {})}
+        return {"objects": self.object_dicts(), **({"relation": self.relation} if self.relation else {})}
 
 
 def make_scene(rng: random.Random, n_objects: int | None = None) -> Scene:
@@ -278,23 +278,39 @@ def write(out_dir: str | os.PathLike, n: int, seed: int = 0, size: int = 64) -> 
         >>> write("data/shapes", n=100, seed=1)
         PosixPath('data/shapes/captions.jsonl')
     """
-    from mmgpt2.checkpoint import atomic_write
-
-    if n < 1:
-        raise Mmgpt2Error(f"n={n}: need at least one scene")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = world_folder(out_dir, n, "scene")
     rng = random.Random(seed)
-    lines = []
+    records = []
     for i in range(n):
         scene = make_scene(rng)
         name = f"{i:05d}.png"
-        atomic_write(out / name, lambda p, s=scene: render(s, size).save(p, format="PNG"))
-        record = {"image": name, "captions": captions(scene), **scene.to_record()}
-        lines.append(json.dumps(record))
-    jsonl = out / "captions.jsonl"
-    atomic_write(jsonl, lambda p: p.write_text("\n".join(lines) + "\n"))
-    return jsonl
+        write_png(out / name, render(scene, size))
+        records.append({"image": name, "captions": captions(scene), **scene.to_record()})
+    return write_jsonl(out / "captions.jsonl", records)
+
+
+def world_folder(out_dir: str | os.PathLike, n: int, what: str) -> Path:
+    """The output folder of a world's `write`, created, after checking that `n` >= 1."""
+    if n < 1:
+        raise Mmgpt2Error(f"n={n}: need at least one {what}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_png(path: Path, image: Image.Image) -> None:
+    from mmgpt2.checkpoint import atomic_write
+
+    atomic_write(path, lambda p: image.save(p, format="PNG"))
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    """Write one JSON object per line (UTF-8, atomically); returns `path`."""
+    from mmgpt2.checkpoint import atomic_write
+
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    return path
 
 
 def scene_from_record(record: dict) -> Scene:

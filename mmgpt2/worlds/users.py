@@ -20,13 +20,13 @@ Example:
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import random
 import re
 from pathlib import Path
 
 from mmgpt2.errors import Mmgpt2Error
+from mmgpt2.worlds import shapes
 from mmgpt2.worlds.shapes import COLORS, POSITION_PHRASES, SHAPES, SIZES, Scene, make_scene, render
 
 OPENERS = {"plain": "", "wow": "wow", "look": "look", "omg": "omg"}
@@ -182,29 +182,12 @@ def write(out_dir: str | os.PathLike, n: int, seed: int = 0, size: int = 64) -> 
         >>> write("data/users", n=20, seed=0)
         PosixPath('data/users/captions.jsonl')
     """
-    from mmgpt2.checkpoint import atomic_write
-
-    if n < 1:
-        raise Mmgpt2Error(f"n={n}: need at least one post per user")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    lines = []
+    out = shapes.world_folder(out_dir, n, "post per user")
+    records = []
     for user in USERS:
         for i, (scene, cap) in enumerate(posts(user, n, seed)):
             name = f"{user}_{i:05d}.png"
-            atomic_write(out / name, lambda p, s=scene: render(s, size).save(p, format="PNG"))
-            lines.append(
-                json.dumps(
-                    {
-                        "image": name,
-                        "captions": [cap],
-                        "user": user,
-                        "held_out": user in HELD_OUT_USERS,
-                        "objects": scene.to_json(),
-                    },
-                    ensure_ascii=False,
-                )
-            )
-    jsonl = out / "captions.jsonl"
-    atomic_write(jsonl, lambda p: p.write_text("\n".join(lines) + "\n", encoding="utf-8"))
-    return jsonl
+            shapes.write_png(out / name, render(scene, size))
+            record = {"image": name, "captions": [cap], "user": user, "held_out": user in HELD_OUT_USERS}
+            records.append({**record, **scene.to_record()})
+    return shapes.write_jsonl(out / "captions.jsonl", records)

@@ -100,10 +100,7 @@ def write(
     """
     from mmgpt2.checkpoint import atomic_write_json
 
-    if n < 1:
-        raise Mmgpt2Error(f"n={n}: need at least one video")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = shapes.world_folder(out_dir, n, "video")
     rng = random.Random(seed)
     truth = {}
     for i in range(n):

@@ -28,7 +28,7 @@ class PrefixCaptioner(PrefixPipeline):
     Example:
         >>> cap = PrefixCaptioner.from_pretrained("shapes-tiny")
         >>> cap.caption(["assets/examples/shapes_0.png"], num_beams=3)
-        ['a small red circle at the top']
+        ['a picture of a large yellow circle in the center']
     """
 
     kind = "prefix_captioner"
@@ -51,7 +51,9 @@ class PrefixCaptioner(PrefixPipeline):
         """A new captioner with an untrained mapper sized to fit `encoder` and `lm`.
 
         Example:
-            >>> PrefixCaptioner.build("open_clip:ViT-B-32", "random:gpt2", mapper="mlp", prefix_length=10)
+            >>> cap = PrefixCaptioner.build("open_clip:ViT-B-32", "random:gpt2", mapper="mlp", prefix_length=10)
+            >>> cap.mapper.config.input_dim, cap.mapper.config.lm_dim  # CLIP ViT-B/32 -> GPT-2 (124M)
+            (512, 768)
         """
         encoder, lm = cls.resolve_parts(encoder, lm)
         config = {"type": mapper, "input_dim": encoder.embed_dim, "lm_dim": lm.hidden_size, **mapper_kwargs}

@@ -8,7 +8,9 @@ local copy. Files ``mimic-nle-{train,dev,test}.json`` are JSON lines::
      "img_labels": [10 x [negative, uncertain, positive] one-hot]}
 
 Class order: `CLASSES`. Images come from MIMIC-CXR-JPG by patient and study
-(``files/p11/p11662490/s51038639/<dicom_id>.jpg``); a study can hold several views.
+(``files/p11/p11662490/s51038639/<dicom_id>.jpg``); a study can hold several views, whose
+``ViewPosition`` (PA, AP, LATERAL, LL, ...) is in ``mimic-cxr-2.0.0-metadata.csv(.gz)``. The
+reports are MIMIC-CXR's ``files/p11/p11662490/s51038639.txt`` (`read_study_reports`).
 
 Example:
     >>> recs = read_mimic_nle("/data/mimic-nle/mimic-nle-test.json")
@@ -20,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 from dataclasses import dataclass, field
@@ -63,14 +66,16 @@ class MimicNleRecord:
         return [c for c, on in zip(CLASSES, self.evidence_label) if on]
 
     @property
+    def uncertain(self) -> list[str]:
+        """The explained diagnoses that ``img_labels`` marks uncertain."""
+        return [d for d in self.diagnoses if self.image_labels.get(d) == "uncertain"]
+
+    @property
     def diagnosis_text(self) -> str:
-        """The diagnoses as one phrase for the prompt: "edema and pleural effusion"."""
-        names = [d.lower() for d in self.diagnoses]
-        return (
-            " and ".join([", ".join(names[:-1]), names[-1]])
-            if len(names) > 1
-            else (names[0] if names else "")
-        )
+        """The diagnoses as one phrase for the prompt, uncertain ones as such: "edema and possible pneumonia"."""
+        from mmgpt2.apps.medical.prompt import diagnosis_phrase
+
+        return diagnosis_phrase([(d, d in self.uncertain) for d in self.diagnoses])
 
 
 def _binary(value, n: int, where: str, name: str) -> list[int]:
@@ -135,30 +140,85 @@ def read_mimic_nle(path: str | os.PathLike) -> list[MimicNleRecord]:
     return out
 
 
+#: Frontal views, in the order one is chosen: posteroanterior, then anteroposterior.
+FRONTAL_VIEWS = ("PA", "AP")
+
+
 def read_view_positions(metadata_csv: str | os.PathLike) -> dict[str, str]:
-    """``dicom_id -> ViewPosition`` from MIMIC-CXR-JPG's ``mimic-cxr-2.0.0-metadata.csv``."""
-    with open(metadata_csv, newline="", encoding="utf-8") as f:
-        return {row["dicom_id"]: row.get("ViewPosition", "") for row in csv.DictReader(f)}
+    """``dicom_id -> ViewPosition`` from MIMIC-CXR-JPG's ``mimic-cxr-2.0.0-metadata.csv`` (or ``.csv.gz``)."""
+    path = Path(metadata_csv)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no such file; MIMIC-CXR-JPG ships it as mimic-cxr-2.0.0-metadata.csv.gz"
+        )
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if not {"dicom_id", "ViewPosition"} <= set(reader.fieldnames or []):
+            raise Mmgpt2Error(
+                f"{path}: needs the columns dicom_id and ViewPosition (is this mimic-cxr-2.0.0-metadata.csv?)"
+            )
+        return {row["dicom_id"]: row["ViewPosition"] or "" for row in reader}
+
+
+def _study_parts(record: MimicNleRecord) -> tuple[str, str]:
+    pid, sid = record.patient_id, record.study_id
+    return (pid if pid.startswith("p") else f"p{pid}"), (sid if sid.startswith("s") else f"s{sid}")
+
+
+def _under_files(root: str | os.PathLike, *parts: str) -> Path:
+    """``root/files/...`` or, for a root that already is ``files/`` (or MIMIC-NLE's ``mimic_reports``), ``root/...``."""
+    root = Path(root)
+    inside = root / "files" / Path(*parts)
+    return inside if (root / "files").is_dir() else root / Path(*parts)
 
 
 def study_images(
     image_root: str | os.PathLike,
     record: MimicNleRecord,
-    views: tuple[str, ...] | None = ("PA", "AP"),
+    views: tuple[str, ...] | None = FRONTAL_VIEWS,
     view_positions: dict[str, str] | None = None,
 ) -> list[Path]:
-    """The study's JPGs under MIMIC-CXR-JPG's ``files/pXX/pXXXXXXXX/sYYYYYYYY/``, frontal views first.
+    """The study's JPGs under MIMIC-CXR-JPG's ``files/pXX/pXXXXXXXX/sYYYYYYYY/``.
 
-    With `view_positions` (from `read_view_positions`), only `views` are kept (None keeps all).
+    With `view_positions` (from `read_view_positions`), only `views` are kept, in the order of
+    `views` (PA before AP); without them every image is returned by file name.
     """
-    pid, sid = record.patient_id, record.study_id
-    pid = pid if pid.startswith("p") else f"p{pid}"
-    sid = sid if sid.startswith("s") else f"s{sid}"
-    root = Path(image_root)
-    folder = root / "files" / pid[:3] / pid / sid
-    if not folder.is_dir():
-        folder = root / pid[:3] / pid / sid  # a root that already points at files/
+    pid, sid = _study_parts(record)
+    folder = _under_files(image_root, pid[:3], pid, sid)
     images = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
     if view_positions is not None and views is not None:
         images = [p for p in images if view_positions.get(p.stem, "") in views]
+        images.sort(key=lambda p: views.index(view_positions[p.stem]))
     return images
+
+
+def report_path(report_root: str | os.PathLike, record: MimicNleRecord) -> Path:
+    """MIMIC-CXR's report of the record's study: ``files/pXX/pXXXXXXXX/sYYYYYYYY.txt``."""
+    pid, sid = _study_parts(record)
+    return _under_files(report_root, pid[:3], pid, f"{sid}.txt")
+
+
+def read_study_reports(
+    report_root: str | os.PathLike, records: list[MimicNleRecord]
+) -> tuple[dict[str, str], list[str]]:
+    """``({study_id: report text}, [study ids without a report])`` for the records' studies.
+
+    Example:
+        >>> reports, missing = read_study_reports("/data/mimic-cxr-reports", train_records)
+    """
+    if not Path(report_root).is_dir():
+        raise FileNotFoundError(
+            f"{report_root}: no such folder; give MIMIC-CXR's reports folder (files/p1X/p1XXXXXXX/sYYYYYYYY.txt)"
+        )
+    reports: dict[str, str] = {}
+    missing: list[str] = []
+    for rec in records:
+        if rec.study_id in reports or rec.study_id in missing:
+            continue
+        path = report_path(report_root, rec)
+        if path.is_file():
+            reports[rec.study_id] = path.read_text(encoding="utf-8", errors="replace")
+        else:
+            missing.append(rec.study_id)
+    return reports, missing

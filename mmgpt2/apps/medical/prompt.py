@@ -7,6 +7,21 @@ from collections.abc import Sequence
 KG_INTRO = "The image-specific triplets from the knowledge graph are:"
 
 
+#: How a diagnosis labelled uncertain is named in the question (MIMIC-NLE's ``img_labels`` middle state).
+UNCERTAIN = "possible"
+
+
+def diagnosis_phrase(diagnoses: Sequence[tuple[str, bool]]) -> str:
+    """Diagnoses as one phrase for the question; uncertain ones say so, as KG-LLaVA's prompts keep it.
+
+    Example:
+        >>> diagnosis_phrase([("Edema", False), ("Pneumonia", True)])
+        'edema and possible pneumonia'
+    """
+    names = [f"{UNCERTAIN} {d.lower()}" if uncertain else d.lower() for d, uncertain in diagnoses]
+    return " and ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else (names[0] if names else "")
+
+
 def build_prompt(triplets: Sequence[str] | None, diagnosis: str | None) -> str:
     """The text after the image prefix: retrieved triplets (if any), then the question.
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from torch.utils.data import Dataset
 
 from mmgpt2.apps.personalized.context import UserContextModel
+from mmgpt2.data.datasets import FeatureDataset
 from mmgpt2.errors import Mmgpt2Error
 
 
@@ -25,8 +23,11 @@ def leave_one_out_contexts(posts: Sequence[UserPost], model: UserContextModel) -
     """The context of each post's author computed from the author's OTHER posts in `posts`.
 
     Example:
-        >>> ctx = leave_one_out_contexts(train_posts, UserContextModel().fit(texts_by_user))
-        >>> # ctx[i] never draws on train_posts[i].caption
+        >>> posts = [UserPost("ann", "a.png", "wow a red dot #art"), UserPost("ann", "b.png", "wow so red"),
+        ...          UserPost("bo", "c.png", "a blue box")]
+        >>> texts = {"ann": [p.caption for p in posts[:2]], "bo": [posts[2].caption]}
+        >>> leave_one_out_contexts(posts, UserContextModel().fit(texts))  # post i's context skips post i
+        [['red', 'so', 'wow'], ['#art', 'dot', 'red', 'wow'], []]
     """
     by_user: dict[str, list[int]] = {}
     for i, p in enumerate(posts):
@@ -38,7 +39,7 @@ def leave_one_out_contexts(posts: Sequence[UserPost], model: UserContextModel) -
     return out
 
 
-class PersonalizedFeatureDataset(Dataset):
+class PersonalizedFeatureDataset(FeatureDataset):
     """One example per post: cached image features, the caption, and the author's context words.
 
     Pass `contexts` from `leave_one_out_contexts` (training) or the user's stored context
@@ -50,9 +51,9 @@ class PersonalizedFeatureDataset(Dataset):
     ):
         if len(posts) != len(contexts):
             raise Mmgpt2Error(f"{len(posts)} posts but {len(contexts)} contexts")
-        self.store, self.use_tokens = store, use_tokens
+        super().__init__(store, use_tokens)
         self.items = [
-            (p.image, p.caption.strip(), " ".join(c))
+            (p.image, {"captions": p.caption.strip(), "context": " ".join(c)})
             for p, c in zip(posts, contexts, strict=True)
             if p.image in store and p.caption.strip()
         ]
@@ -63,13 +64,3 @@ class PersonalizedFeatureDataset(Dataset):
             )
         if not self.items:
             raise Mmgpt2Error("no training posts left (no image in the feature cache or every caption empty)")
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        image, caption, context = self.items[i]
-        item = {"index": i, "pooled": self.store.pooled(image), "captions": caption, "context": context}
-        if self.use_tokens:
-            item["tokens"] = self.store.tokens(image)
-        return item

@@ -54,7 +54,9 @@ class PersonalizedCaptioner(PrefixPipeline):
         >>> cap.users[:3]
         ['ada', 'bo', 'cy']
         >>> cap.caption("assets/examples/shapes_0.png", user="ada")
+        ['a large yellow circle in the center']
         >>> cap.caption("assets/examples/shapes_0.png", user=["wow so cute red heart", "tiny blue dot!!"])
+        ['wow a large yellow circle in the center so pretty']
     """
 
     kind = "personalized_captioner"
@@ -97,7 +99,9 @@ class PersonalizedCaptioner(PrefixPipeline):
 
         Example:
             >>> store = UserStore.build({"ada": ["a red circle #art"], "bo": ["blue square, top"]})
-            >>> PersonalizedCaptioner.build("embedded:shapes-clip", "embedded:users-gpt2", store, prefix_length=8)
+            >>> cap = PersonalizedCaptioner.build("embedded:shapes-clip", "embedded:users-gpt2", store, prefix_length=8)
+            >>> cap.users
+            ['ada', 'bo']
         """
         encoder, lm = cls.resolve_parts(encoder, lm)
         mapper = build_mapper(

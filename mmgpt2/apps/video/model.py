@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,14 @@ from mmgpt2.pipeline import FrozenPipeline
 def video_id(path: str | os.PathLike) -> str:
     """The ActivityNet-style id of a video file: its name without extension."""
     return Path(path).stem
+
+
+def _keyed(paths: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike]) -> list[tuple[str, str]]:
+    """(video id, path) pairs: a mapping gives the ids (e.g. ActivityNet's ``v_...`` keys for files
+    saved without the ``v_``); a plain list keys each file by its name without extension."""
+    if isinstance(paths, Mapping):
+        return [(str(vid), str(p)) for vid, p in paths.items()]
+    return [(video_id(p), str(p)) for p in paths]
 
 
 @dataclass
@@ -133,18 +141,24 @@ class DenseVideoCaptioner(FrozenPipeline):
         )
 
     def caption_videos(
-        self, paths: Sequence[str | os.PathLike], events: int | None = None, progress: bool = True
+        self,
+        paths: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
+        events: int | None = None,
+        progress: bool = True,
     ) -> tuple[dict[str, list[Event]], dict[str, str]]:
-        """``(results, errors)`` keyed by video id; one unreadable video never stops the others."""
+        """``(results, errors)`` keyed by video id; one unreadable video never stops the others.
+
+        `paths`: files (keyed by `video_id`) or ``{video_id: file}``.
+        """
         from tqdm.auto import tqdm
 
         results: dict[str, list[Event]] = {}
         errors: dict[str, str] = {}
-        for path in tqdm(list(paths), desc="dense captioning", unit="video", disable=not progress):
+        for vid, path in tqdm(_keyed(paths), desc="dense captioning", unit="video", disable=not progress):
             try:
-                results[video_id(path)] = self.caption_video(path, events)
+                results[vid] = self.caption_video(path, events)
             except (ValueError, FileNotFoundError) as err:
-                errors[video_id(path)] = str(err)
+                errors[vid] = str(err)
         return results, errors
 
 
@@ -160,12 +174,13 @@ def activitynet_predictions(results: dict[str, list[Event]], external: dict | No
 
 def caption_videos_distributed(
     captioner: DenseVideoCaptioner,
-    paths: Sequence[str | os.PathLike],
+    paths: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
     out_json: str | os.PathLike,
     events: int | None = None,
 ) -> dict[str, Any] | None:
     """Caption `paths` spread over the processes of `accelerate launch`; the main process writes
     `out_json` (ActivityNet format, errors under ``external_data.errors``) and returns it.
+    `paths` as in `DenseVideoCaptioner.caption_videos` (a mapping keeps its ids).
 
     One process (plain ``python``) simply does all videos. Each process writes its share to
     ``out_json.partN.json`` first, so a crash loses at most that process's work.
@@ -177,9 +192,9 @@ def caption_videos_distributed(
 
     state = PartialState()
     out = Path(out_json)
-    paths = [str(p) for p in paths]
-    with state.split_between_processes(paths) as mine:
-        results, errors = captioner.caption_videos(mine, events, progress=state.is_local_main_process)
+    pairs = _keyed(paths)
+    with state.split_between_processes(pairs) as mine:
+        results, errors = captioner.caption_videos(dict(mine), events, progress=state.is_local_main_process)
     part = out.with_name(f"{out.name}.part{state.process_index}.json")
     atomic_write_json(part, {"predictions": activitynet_predictions(results)["results"], "errors": errors})
     state.wait_for_everyone()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mmgpt2.apps.medical.mimic_nle import CLASSES
 from mmgpt2.demo.examples import example_xrays
 from mmgpt2.demo.limits import DemoLimits, check_image, run_with_time_cap, user_errors
 from mmgpt2.demo.models import ModelRegistry
@@ -12,19 +13,7 @@ TASK = "medical"
 HEADERS = ["head", "relation", "tail", "score"]
 NO_DIAGNOSIS = "(none: what does this X-ray show?)"
 #: The MIMIC-NLE labels, plus "No Finding" (the chest world's normal studies); users may type others.
-DIAGNOSES = [
-    "Atelectasis",
-    "Consolidation",
-    "Edema",
-    "Enlarged Cardiomediastinum",
-    "Lung Lesion",
-    "Lung Opacity",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Pneumonia",
-    "Pneumothorax",
-    "No Finding",
-]
+DIAGNOSES = [*CLASSES, "No Finding"]
 NOTICE = "Research demo on synthetic data: not a medical device, not for diagnosis."
 
 
