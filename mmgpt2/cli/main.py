@@ -35,23 +35,26 @@ USER_ERRORS = (Mmgpt2Error, FileNotFoundError, PermissionError, IsADirectoryErro
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or bool(os.environ.get("MMGPT2_DEBUG"))
-    with warnings.catch_warnings():
-        if not debug:  # a warning is one line for the user, not a source line of ours
-            warnings.showwarning = _one_line_warning(args.command)
-        try:
-            return int(args.func(args) or 0)
-        except (*USER_ERRORS, OSError) as err:
-            if debug or not (isinstance(err, USER_ERRORS) or err.errno in (errno.ENOSPC, errno.EROFS)):
-                raise
-            print(f"mmgpt2 {args.command}: error: {err}", file=sys.stderr)
-            return 2
+    original_format = warnings.formatwarning
+    if not debug:  # a warning is one line for the user, not a source line of ours
+        warnings.formatwarning = _one_line_warning(args.command)
+    try:
+        return int(args.func(args) or 0)
+    except (*USER_ERRORS, OSError) as err:
+        if debug or not (isinstance(err, USER_ERRORS) or err.errno in (errno.ENOSPC, errno.EROFS)):
+            raise
+        print(f"mmgpt2 {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    finally:
+        # Only the format changes (not showwarning), so code that records warnings still sees them.
+        warnings.formatwarning = original_format
 
 
 def _one_line_warning(command: str):
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"mmgpt2 {command}: warning: {message}", file=file or sys.stderr)
+    def format_warning(message, category, filename, lineno, line=None) -> str:
+        return f"mmgpt2 {command}: warning: {message}\n"
 
-    return show
+    return format_warning
 
 
 if __name__ == "__main__":
