@@ -87,11 +87,24 @@ def load_weights(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"{folder}: no {WEIGHTS_NAME}")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelFolderError(
             f"{path}: not a readable safetensors file ({err}); copy or re-save the model"
         ) from None
+    check_finite(state, str(path))
+    return state
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or infinity (a diverged or damaged run), naming the tensors."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ModelFolderError(
+            f"{source}: weights hold NaN or infinite values ({shown}); the training run diverged or the "
+            "file is damaged: use an earlier checkpoint or retrain"
+        )
 
 
 def load_matching_state(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -103,6 +116,11 @@ def load_matching_state(module: torch.nn.Module, state: dict[str, torch.Tensor],
         f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
         for k, v in own.items()
         if k in state and state[k].shape != v.shape
+    ]
+    problems += [
+        f"{k}: checkpoint dtype {state[k].dtype} vs model {v.dtype}"
+        for k, v in own.items()
+        if k in state and state[k].is_floating_point() != v.is_floating_point()
     ]
     if problems:
         raise ModelFolderError(f"{source}: weights do not fit the model: " + "; ".join(problems[:8]))

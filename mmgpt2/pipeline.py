@@ -174,14 +174,26 @@ class FrozenPipeline(nn.Module):
         for key in ("encoder", "lm"):
             if not isinstance(config.get(key), str):
                 raise ModelFolderError(f"{folder / 'config.json'}: needs an {key!r} spec string")
+        source = str(folder / "config.json")
         generation = config.get("generation") or {}
         if not isinstance(generation, dict):
-            raise ModelFolderError(f"{folder / 'config.json'}: 'generation' must be a JSON object")
+            raise ModelFolderError(f"{source}: 'generation' must be a JSON object")
+        _check_generation(generation, source)
         encoder = encoder or load_encoder(config["encoder"])
         lm = lm or load_lm(config["lm"])
-        model = target(
-            encoder=encoder, lm=lm, generation=generation, **target.from_app_config(app_config, encoder, lm)
-        )
+        try:
+            model = target(
+                encoder=encoder,
+                lm=lm,
+                generation=generation,
+                **target.from_app_config(app_config, encoder, lm),
+            )
+        except Mmgpt2Error as err:  # a nested config (mapper, ZeroTA) that does not fit its schema
+            raise ConfigError(str(err) if source in str(err) else f"{source}: {err}") from err
+        except (TypeError, ValueError, RuntimeError, AssertionError) as err:  # torch refusing the sizes
+            raise ConfigError(
+                f"{source}: the saved settings do not build a model ({type(err).__name__}: {err})"
+            ) from err
         model._check_fingerprints(folder, config, strict)
         if target.has_weights:
             model.load_trainable_state_dict(load_weights(folder), source=str(folder))
@@ -299,6 +311,16 @@ class PrefixPipeline(FrozenPipeline):
         folder = Path(folder)
         self.save_extras(folder)
         return save_folder(folder, self.config_dict(), self.trainable_state_dict())
+
+
+def _check_generation(generation: dict[str, Any], source: str) -> None:
+    """The saved decoding defaults must be valid generation settings (checked now, not mid-run)."""
+    from mmgpt2.lm.decoding import GenerationConfig
+
+    try:
+        GenerationConfig.from_kwargs(**generation)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{source}: bad 'generation' settings: {err}") from None
 
 
 def load_pipeline(name_or_dir: str | os.PathLike, device: str | None = None, **kwargs: Any) -> FrozenPipeline:

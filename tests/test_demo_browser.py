@@ -160,6 +160,17 @@ def test_a_bad_file_shows_a_clear_error_and_the_app_keeps_serving(page, tmp_path
     assert _wait_for_value(page, "#caption-output textarea").strip()
 
 
+def test_a_decompression_bomb_upload_is_named_in_the_page(page, tmp_path):
+    from test_hostile_inputs import png_claiming
+
+    png_claiming(tmp_path / "huge-header.png", 100_000, 100_000)  # 70 bytes claiming 10^10 pixels
+    page.locator("#caption-image input[type=file]").set_input_files(str(tmp_path / "huge-header.png"))
+    page.click("#caption-button")
+    message = page.get_by_text("huge-header.png: refused as a possible decompression bomb").first
+    message.wait_for()
+    assert message.is_visible()
+
+
 def test_video_tab_shows_the_events_table_and_timeline(server, page):
     page.get_by_role("tab", name="Dense video").click()
     if not server.choices["video"]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 
+from mmgpt2.cli.args import device, float_range, int_range, positive_float, positive_int
 from mmgpt2.errors import Mmgpt2Error
 
 DEFAULT_MODEL = "shapes-tiny"
@@ -16,20 +18,26 @@ def add_generation_args(p: argparse.ArgumentParser) -> None:
     """Decoding flags with transformers' names (`--num-beams` is `num_beams`, ...)."""
     g = p.add_argument_group("decoding (as in transformers.generate)")
     g.add_argument(
-        "--max-new-tokens", type=int, help="longest caption in tokens (default: the model's, else 20)"
+        "--max-new-tokens",
+        type=int_range(1, 1024),
+        help="longest caption in tokens (default: the model's, else 20)",
     )
-    g.add_argument("--num-beams", type=int, help="beam search width (1 = greedy)")
-    g.add_argument("--length-penalty", type=float, help="beam score = logprob / length**penalty")
+    g.add_argument("--num-beams", type=int_range(1, 1024), help="beam search width (1 = greedy)")
+    g.add_argument("--length-penalty", type=float_range(), help="beam score = logprob / length**penalty")
     g.add_argument(
         "--do-sample", action="store_true", default=None, help="nucleus sampling instead of search"
     )
-    g.add_argument("--top-p", type=float, help="nucleus mass kept when sampling")
-    g.add_argument("--top-k", type=int, help="candidates kept (sampling, contrastive search)")
-    g.add_argument("--temperature", type=float, help="softmax temperature when sampling")
     g.add_argument(
-        "--penalty-alpha", type=float, help="contrastive search degeneration penalty (with --top-k)"
+        "--top-p", type=float_range(0.0, 1.0, low_inclusive=False), help="nucleus mass kept when sampling"
     )
-    g.add_argument("--seed", type=int, help="random seed for sampling")
+    g.add_argument("--top-k", type=positive_int, help="candidates kept (sampling, contrastive search)")
+    g.add_argument("--temperature", type=positive_float, help="softmax temperature when sampling")
+    g.add_argument(
+        "--penalty-alpha",
+        type=float_range(0.0, 1.0),
+        help="contrastive search degeneration penalty (with --top-k)",
+    )
+    g.add_argument("--seed", type=int_range(0, 2**63 - 1), help="random seed for sampling")
 
 
 def generation_kwargs(args: argparse.Namespace) -> dict:
@@ -47,11 +55,36 @@ def generation_kwargs(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
-def cmd_caption(args: argparse.Namespace) -> int:
-    from mmgpt2.images import iter_images
+#: What each non-captioning model type is for, so `caption --model` can point at the right command.
+OTHER_COMMANDS = {"medical_explainer": "mmgpt2 explain", "dense_video_captioner": "mmgpt2 dense-caption"}
+
+
+def load_captioner(name: str, device: str | None = None):
+    """Load `name` for `mmgpt2 caption`, refusing (before loading weights) a model of another kind."""
+    from mmgpt2.checkpoint import read_config
+    from mmgpt2.paths import resolve_model_dir
     from mmgpt2.pipeline import load_pipeline
 
-    model = load_pipeline(args.model, device=args.device)
+    folder = resolve_model_dir(name)
+    kind = read_config(folder).get("type")
+    if kind in OTHER_COMMANDS:
+        raise Mmgpt2Error(
+            f"--model {name}: is a {kind!r} model, which does not caption images; use `{OTHER_COMMANDS[kind]}`, "
+            "or a captioner such as shapes-tiny"
+        )
+    model = load_pipeline(folder, device=device)
+    if not callable(getattr(model, "caption", None)):
+        raise Mmgpt2Error(f"--model {name}: a {kind!r} model does not caption images; use a captioner")
+    return model
+
+
+def cmd_caption(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from mmgpt2.cli.output import JsonListWriter
+    from mmgpt2.images import image_batches
+
+    model = load_captioner(args.model, device=args.device)
     extra = {}
     if args.user is not None or args.user_history is not None:
         if not hasattr(model, "users"):
@@ -61,28 +94,32 @@ def cmd_caption(args: argparse.Namespace) -> int:
         extra["user"] = (
             args.user if args.user is not None else model.user_from_history_file(args.user_history)
         )
-    results, failed = [], 0
-    loaded = [
-        (path, im)
-        for path, im, err in iter_images(args.images)
-        if not (err and print(f"skipped {err}", file=sys.stderr))
-    ]
-    failed = len(args.images) - len(loaded)
-    from tqdm.auto import tqdm
+    gen = generation_kwargs(args)
+    bar = tqdm(
+        total=len(args.images),
+        desc="captioning",
+        disable=len(args.images) <= args.batch_size,
+        file=sys.stderr,
+    )
+    skipped = 0
 
-    batch = args.batch_size
-    for i in tqdm(
-        range(0, len(loaded), batch), desc="captioning", disable=len(loaded) <= batch, file=sys.stderr
-    ):
-        chunk = loaded[i : i + batch]
-        captions = model.caption([im for _, im in chunk], **generation_kwargs(args), **extra)
-        results += [{"image": path, "caption": cap} for (path, _), cap in zip(chunk, captions)]
-    if args.json:
-        print(json.dumps(results, indent=2, ensure_ascii=False))
-    else:
-        for r in results:
-            print(f"{r['image']}\t{r['caption']}")
-    return 1 if failed else 0
+    def skip(reason: str) -> None:
+        nonlocal skipped
+        skipped += 1
+        bar.update(1)
+        tqdm.write(f"skipped {reason}", file=sys.stderr)
+
+    # Decode a batch, caption it, print it, drop it: memory is bounded by --batch-size.
+    with bar, JsonListWriter() if args.json else contextlib.nullcontext() as out:
+        for chunk in image_batches(args.images, args.batch_size, skip):
+            captions = model.caption([im for _, im in chunk], batch_size=len(chunk), **gen, **extra)
+            for (path, _), caption in zip(chunk, captions):
+                if out is not None:
+                    out.write({"image": path, "caption": caption})
+                else:
+                    print(f"{path}\t{caption}", flush=True)
+            bar.update(len(chunk))
+    return 1 if skipped else 0
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -227,8 +264,13 @@ def register(sub) -> None:
     p.add_argument(
         "--user-history", metavar="FILE", help="personalized models: a new user's past captions, one per line"
     )
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
+    p.add_argument(
+        "--batch-size",
+        type=int_range(1, 4096),
+        default=32,
+        help="images decoded and captioned together (memory grows with it, not with the inputs)",
+    )
+    p.add_argument("--device", type=device, default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
     add_generation_args(p)
     p.set_defaults(func=cmd_caption)
 
@@ -247,8 +289,8 @@ def register(sub) -> None:
     p.add_argument("--image-root", help="image folder for Karpathy files")
     p.add_argument("--split", default="train", help="Karpathy split (train = train + restval)")
     p.add_argument("--tokens", action="store_true", help="also store patch tokens (large)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--device", default=None)
+    p.add_argument("--batch-size", type=int_range(1, 4096), default=64)
+    p.add_argument("--device", type=device, default=None)
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser(
@@ -281,7 +323,7 @@ def register(sub) -> None:
     p.add_argument("--warmup-steps", type=int, default=5000)
     p.add_argument("--save-every", type=int, default=1000)
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default="no")
-    p.add_argument("--max-new-tokens", type=int, default=30, help="saved generation default")
+    p.add_argument("--max-new-tokens", type=int_range(1, 1024), default=30, help="saved generation default")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
         "--resume",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mmgpt2.cli.args import device, int_range, positive_float
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -16,7 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--host", default="127.0.0.1", help="address to bind; 0.0.0.0 exposes the demo to your network"
     )
     p.add_argument(
-        "--port", type=int, default=7860, help="port (default 7860; 0: the first free one from 7860 up)"
+        "--port",
+        type=int_range(0, 65535),
+        default=7860,
+        help="port (default 7860; 0: the first free one from 7860 up)",
     )
     p.add_argument(
         "--share",
@@ -31,15 +36,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="another saved model folder to offer in the tab of its type (repeatable), e.g. a COCO captioner",
     )
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: where the models load)")
     p.add_argument(
-        "--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20 MB)"
+        "--device", type=device, default=None, help="cpu, cuda, ... (default: where the models load)"
     )
     p.add_argument(
-        "--max-video-seconds", type=float, default=180.0, help="longest video accepted (default 180 s)"
+        "--max-upload-mb", type=positive_float, default=20.0, help="largest upload accepted (default 20 MB)"
     )
     p.add_argument(
-        "--request-seconds", type=float, default=300.0, help="time cap per request (default 300 s)"
+        "--max-video-seconds",
+        type=positive_float,
+        default=180.0,
+        help="longest video accepted (default 180 s)",
+    )
+    p.add_argument(
+        "--request-seconds", type=positive_float, default=300.0, help="time cap per request (default 300 s)"
     )
     p.set_defaults(func=run_demo)
 

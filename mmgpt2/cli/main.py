@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
+import warnings
 
 from mmgpt2.errors import Mmgpt2Error
 from mmgpt2.registry import COMMANDS
@@ -25,15 +27,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Errors the user can fix (a bad input, a missing or unreadable file, a full disk); anything else
+#: is a bug and keeps its traceback.
+USER_ERRORS = (Mmgpt2Error, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug or bool(os.environ.get("MMGPT2_DEBUG"))
+    original_format = warnings.formatwarning
+    if not debug:  # a warning is one line for the user, not a source line of ours
+        warnings.formatwarning = _one_line_warning(args.command)
     try:
         return int(args.func(args) or 0)
-    except (FileNotFoundError, Mmgpt2Error) as err:  # user errors: one clear line; bugs keep their traceback
-        if args.debug or os.environ.get("MMGPT2_DEBUG"):
+    except (*USER_ERRORS, OSError) as err:
+        if debug or not (isinstance(err, USER_ERRORS) or err.errno in (errno.ENOSPC, errno.EROFS)):
             raise
         print(f"mmgpt2 {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        # Only the format changes (not showwarning), so code that records warnings still sees them.
+        warnings.formatwarning = original_format
+
+
+def _one_line_warning(command: str):
+    def format_warning(message, category, filename, lineno, line=None) -> str:
+        return f"mmgpt2 {command}: warning: {message}\n"
+
+    return format_warning
 
 
 if __name__ == "__main__":

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
+from mmgpt2.apps.video.limits import MAX_EVENTS
+from mmgpt2.cli.args import device, int_range
 from mmgpt2.errors import Mmgpt2Error
 
 
@@ -20,17 +23,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dc.add_argument("videos", nargs="+", help="video files (mp4, avi, mkv, ...)")
     dc.add_argument("--model", default="shapes-video-zerota", help="saved model folder or embedded name")
     dc.add_argument(
-        "--events", type=int, default=None, help="events to look for per video (default: the model's)"
+        "--events",
+        type=int_range(1, MAX_EVENTS),
+        default=None,
+        help=f"events to look for per video, 1 to {MAX_EVENTS} and at most one per sampled frame "
+        "(default: the model's)",
     )
     dc.add_argument(
-        "--steps", type=int, default=None, help="optimisation steps per video (default: the model's)"
+        "--steps",
+        type=int_range(0, 10_000),
+        default=None,
+        help="optimisation steps per video, 0 for none (default: the model's)",
     )
     dc.add_argument("--json", action="store_true", help="print ActivityNet-format predictions")
     dc.add_argument("--out", help="also write the predictions JSON to this file")
     dc.add_argument("--timeline", help="draw the events of the (first) video to this PNG")
-    dc.add_argument("--device", default=None, help="cpu, cuda, ... (default: cpu)")
+    dc.add_argument("--device", type=device, default=None, help="cpu, cuda, ... (default: cpu)")
     dc.add_argument(
-        "--threads", type=int, default=None, help="torch CPU threads (1 is fastest on a busy machine)"
+        "--threads",
+        type=int_range(1, 1024),
+        default=None,
+        help="torch CPU threads (1 is fastest on a busy machine)",
     )
     dc.set_defaults(func=run_dense_caption)
 
@@ -39,17 +52,15 @@ def run_dense_caption(args: argparse.Namespace) -> int:
     from mmgpt2.apps.video.model import DenseVideoCaptioner, activitynet_predictions, video_id
     from mmgpt2.checkpoint import atomic_write_json
 
-    if args.events is not None and args.events < 1:
-        raise Mmgpt2Error(f"--events {args.events}: need at least one event")
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     model = DenseVideoCaptioner.from_pretrained(args.model, device=args.device)
-    if args.steps is not None:
-        model.zerota.steps = args.steps
-    if args.events is not None:
-        model.zerota.events = args.events
+    settings = {k: v for k, v in (("steps", args.steps), ("events", args.events)) if v is not None}
+    if settings:  # through the config, so its own checks apply too
+        model.zerota = dataclasses.replace(model.zerota, **settings)
+    videos, duplicates = unique_video_ids(args.videos)
     try:
         from accelerate import PartialState
 
@@ -63,11 +74,12 @@ def run_dense_caption(args: argparse.Namespace) -> int:
             raise Mmgpt2Error(
                 "under `accelerate launch` pass --out FILE: the processes merge their results there"
             )
-        doc = caption_videos_distributed(model, args.videos, args.out)
+        doc = caption_videos_distributed(model, videos, args.out)
         if doc is not None:
             print(f"wrote {len(doc['results'])} videos to {args.out}")
         return 0
-    results, errors = model.caption_videos(args.videos, progress=not args.json and len(args.videos) > 1)
+    results, errors = model.caption_videos(videos, progress=not args.json and len(videos) > 1)
+    errors.update(duplicates)
     doc = activitynet_predictions(results)
     if errors:
         doc["external_data"]["errors"] = errors
@@ -85,9 +97,35 @@ def run_dense_caption(args: argparse.Namespace) -> int:
     if args.timeline:
         from mmgpt2.apps.video.timeline import draw_timeline
 
-        first = next((p for p in args.videos if video_id(p) in results), None)
+        first = next((p for p in videos if video_id(p) in results), None)
         if first is not None:
             draw_timeline(first, results[video_id(first)], args.timeline)
             if not args.json:
                 print(f"timeline: {args.timeline}")
-    return 0 if results else 2
+    if not results:
+        return 2
+    return 1 if errors else 0  # a partial failure must be visible to scripts
+
+
+def unique_video_ids(paths: list[str]) -> tuple[list[str], dict[str, str]]:
+    """``(videos to caption, errors by path)``: results are keyed by the file name without extension,
+    so a video whose id is already taken is refused by path, never merged or overwritten."""
+    from mmgpt2.apps.video.model import video_id
+
+    first: dict[str, str] = {}
+    keep: list[str] = []
+    errors: dict[str, str] = {}
+    for path in paths:
+        vid = video_id(path)
+        if vid not in first:
+            first[vid] = path
+            keep.append(path)
+            continue
+        if str(path) == str(first[vid]):
+            errors[str(path)] = "is given twice; its events are listed once"
+        else:  # keyed and shown by path: the id belongs to the first video
+            errors[str(path)] = (
+                f"has the same video id {vid!r} as {first[vid]} (ids are file names without extension); "
+                "rename or copy one of them to caption both"
+            )
+    return keep, errors

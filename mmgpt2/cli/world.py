@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mmgpt2.cli.args import int_range
 from mmgpt2.errors import Mmgpt2Error
 
 
@@ -17,8 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         '(one line per image: {"image", "captions", "objects"}). Same seed, same files.',
     )
     parser.add_argument("name", choices=WORLDS.names(), help="which world")
-    parser.add_argument("--n", type=int, default=100, help="number of scenes (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--n", type=int_range(1, 10_000_000), default=100, help="number of scenes (default 100)"
+    )
+    parser.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0, help="random seed (default 0)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.set_defaults(func=run)
 

@@ -12,6 +12,7 @@ import types
 from typing import Any
 
 import gradio as gr
+from PIL import Image
 
 
 def _checked_preprocess(self: gr.Image, payload: Any) -> Any:
@@ -19,6 +20,14 @@ def _checked_preprocess(self: gr.Image, payload: Any) -> Any:
         return gr.Image.preprocess(self, payload)
     except gr.Error:
         raise
+    except Image.DecompressionBombError as err:  # not an OSError: it would reach the page as a bare "Error"
+        name = getattr(payload, "orig_name", None) or "the upload"
+        raise gr.Error(
+            f"{name}: refused as a possible decompression bomb (more pixels than this demo decodes); "
+            "downscale it first",
+            title="Image too large",
+            print_exception=False,
+        ) from err
     except (OSError, ValueError, SyntaxError) as err:  # PIL's UnidentifiedImageError is an OSError
         name = getattr(payload, "orig_name", None) or "the upload"
         raise gr.Error(

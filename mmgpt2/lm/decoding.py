@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from mmgpt2.errors import Mmgpt2Error
+from mmgpt2.errors import ConfigError, Mmgpt2Error
 
 _EARLY_STOPPING = (True, False, "never")
 
@@ -66,7 +66,9 @@ class GenerationConfig:
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
-            return ValueError(f"{name}={getattr(self, name)!r}: {why}")
+            return ConfigError(
+                f"{name}={getattr(self, name)!r}: {why}"
+            )  # a ValueError the CLI shows in one line
 
         if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
             raise bad("max_new_tokens", "must be an integer >= 1")

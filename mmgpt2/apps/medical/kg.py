@@ -384,16 +384,22 @@ def read_triplets_jsonl(path: str | os.PathLike, merge: bool = True) -> list[Any
     if not path.is_file():
         raise KGError(f"{path}: no such triplets file")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise KGError(
-                    f"{path}:{n}: not valid JSON ({err.msg}); each line must be one triplet object"
-                ) from err
+    n = 0
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise KGError(
+                        f"{path}:{n}: not valid JSON ({err.msg}); each line must be one triplet object"
+                    ) from err
+    except UnicodeDecodeError as err:  # an image, an archive, a Latin-1 file: JSON lines are UTF-8
+        raise KGError(
+            f"{path}:{n + 1}: not UTF-8 text ({err.reason}); expected JSON lines, one triplet object per line"
+        ) from None
     if merge:
         return rows
     out = []

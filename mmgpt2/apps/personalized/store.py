@@ -6,6 +6,7 @@ inference, and the IDF is there to build contexts for users it has never seen.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 from collections import deque
@@ -32,14 +33,48 @@ def read_history(path: str | os.PathLike, max_posts: int = MAX_POSTS) -> list[st
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such history file (expected one past caption per line)")
+        what = "is a folder" if path.is_dir() else "no such history file"
+        raise FileNotFoundError(f"{path}: {what} (expected a text file, one past caption per line)")
+    encoding = _text_encoding(path)
     kept: deque[str] = deque(maxlen=max_posts)
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding=encoding, errors="replace") as f:
         for line in f:
             line = line[:MAX_CHARS_PER_POST].strip()
             if line:
                 kept.append(line)
     return list(kept)
+
+
+#: Bytes of a history file looked at to tell text from binary data.
+SNIFF_BYTES = 64 * 1024
+#: Share of control characters (NUL, ESC, ...; not tabs or line breaks) allowed in a text file.
+#: Text in any encoding has next to none; images, archives and random bytes have 5-50%.
+MAX_CONTROL = 0.02
+
+
+def _text_encoding(path: Path) -> str:
+    """The encoding to read a history file with (UTF-8, or UTF-16/32 with a byte-order mark).
+
+    Refuses binary data (an image, an archive, random bytes): its "words" would silently steer the
+    captions. Undecodable bytes in text (a stray Latin-1 accent) are replaced, not fatal.
+    """
+    with open(path, "rb") as f:
+        head = f.read(SNIFF_BYTES)
+    encoding = "utf-8"
+    for bom, name in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                      (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+                      (codecs.BOM_UTF8, "utf-8-sig")):  # fmt: skip
+        if head.startswith(bom):
+            encoding = name
+            break
+    text = head.decode(encoding, errors="replace")
+    control = sum(1 for ch in text if (ch < " " and ch not in "\t\n\r\f\v") or ch == "\x7f")
+    if text and control / len(text) > MAX_CONTROL:
+        raise Mmgpt2Error(
+            f"{path}: does not look like text ({control / len(text):.0%} of its first {len(head):,} bytes are "
+            "control characters); give a text file (UTF-8), one past caption per line"
+        )
+    return encoding
 
 
 class UserStore:
@@ -115,5 +150,10 @@ class UserStore:
             raise Mmgpt2Error(f"{path}: user store is not valid JSON ({err})") from err
         if not isinstance(data, dict) or data.get("format") != STORE_FORMAT:
             raise Mmgpt2Error(f"{path}: not an mmgpt2 user store (missing format={STORE_FORMAT!r})")
-        users = {str(u): [str(w) for w in ws] for u, ws in data.get("users", {}).items()}
-        return cls(UserContextModel.from_dict(data["context_model"]), users)
+        try:
+            users = {str(u): [str(w) for w in ws] for u, ws in data.get("users", {}).items()}
+            return cls(UserContextModel.from_dict(data["context_model"]), users)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise Mmgpt2Error(
+                f"{path}: damaged user store ({type(err).__name__}: {err}); save the model again"
+            ) from None

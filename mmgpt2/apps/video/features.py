@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +28,10 @@ from mmgpt2.encoders import VisionEncoder
 
 #: Default cache folder; `MMGPT2_CACHE` overrides the root.
 DEFAULT_CACHE = Path(os.environ.get("MMGPT2_CACHE", Path.home() / ".cache" / "mmgpt2")) / "video_features"
+
+
+class VideoDecodeWarning(UserWarning):
+    """A video decoded only in part (e.g. a truncated file); its events cover only what decoded."""
 
 
 @dataclass
@@ -53,8 +58,15 @@ def file_sha256(path: str | os.PathLike, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+#: Bump when what an entry means changes, so older entries are rebuilt, not trusted (2: the
+#: duration of a truncated video is the decoded span, not the container's claim; 3: a frame
+#: sampled twice from a slow video is kept once).
+CACHE_FORMAT = 3
+
+
 def cache_key(path: str | os.PathLike, encoder_spec: str, sampling: SamplingConfig) -> str:
-    settings = json.dumps({"encoder": encoder_spec, **asdict(sampling), "timeout": None}, sort_keys=True)
+    settings = {"encoder": encoder_spec, **asdict(sampling), "timeout": None, "format": CACHE_FORMAT}
+    settings = json.dumps(settings, sort_keys=True)
     return f"{file_sha256(path)[:32]}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
 
 
@@ -92,7 +104,7 @@ def video_features(
         entry = Path(cache_dir) / f"{cache_key(stream.path, encoder.spec, sampling)}.safetensors"
         if entry.is_file():
             try:
-                return _load(entry, str(path))
+                return _announced(_load(entry, str(path)))
             except Exception:  # a damaged cache entry is rebuilt, never trusted
                 entry.unlink(missing_ok=True)
     feats, times = [], []
@@ -103,9 +115,9 @@ def video_features(
         times.append(torch.as_tensor(chunk.times, dtype=torch.float32))
         bar.update(len(chunk.times))
     bar.close()
-    info = stream.info
-    duration = float(info.duration) if info is not None and info.duration > 0 else float(times[-1][-1])
-    result = VideoFeatures(str(path), torch.cat(feats), torch.cat(times), duration, list(stream.warnings))
+    times_all = torch.cat(times)
+    duration = decoded_duration(stream, times_all)
+    result = VideoFeatures(str(path), torch.cat(feats), times_all, duration, list(stream.warnings))
     if entry is not None:
         tensors = {"features": result.features.contiguous(), "times": result.times.contiguous()}
         meta = {
@@ -114,4 +126,26 @@ def video_features(
             "encoder": encoder.spec,
         }
         atomic_write(entry, lambda p: save_file(tensors, str(p), metadata=meta))
-    return result
+    return _announced(result)
+
+
+def decoded_duration(stream: VideoStream, times: torch.Tensor) -> float:
+    """Seconds of video the features cover.
+
+    The container's duration, unless decoding stopped early (a truncated file): then only up to
+    the last decoded frame plus half a sampling step, so no event is placed past the damage.
+    """
+    last = float(times[-1])
+    half_step = float(times[-1] - times[-2]) / 2 if len(times) > 1 else 0.0
+    covered = max(last + half_step, 1e-3)
+    info = stream.info
+    if info is None or not info.duration > 0:
+        return covered
+    return min(float(info.duration), covered) if stream.warnings else float(info.duration)
+
+
+def _announced(features: VideoFeatures) -> VideoFeatures:
+    """Raise each decoding warning as a `VideoDecodeWarning`, from a fresh decode or the cache alike."""
+    for message in features.warnings:
+        warnings.warn(message, VideoDecodeWarning, stacklevel=3)
+    return features

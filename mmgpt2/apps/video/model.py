@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgpt2.apps.video.features import DEFAULT_CACHE, VideoFeatures, video_features
+from mmgpt2.apps.video.limits import bounded_events
 from mmgpt2.apps.video.reader import SamplingConfig
 from mmgpt2.apps.video.zerota import Event, ZeroTA, ZeroTAConfig, ZeroTATrace
 from mmgpt2.checkpoint import atomic_write_json
@@ -129,9 +130,12 @@ class DenseVideoCaptioner(FrozenPipeline):
         trace: ZeroTATrace | None = None,
         **settings: Any,
     ) -> list[Event]:
-        """Events from precomputed `VideoFeatures`."""
+        """Events from precomputed `VideoFeatures`; at most `MAX_EVENTS`, and one per sampled frame."""
         overrides = {**settings, **({"events": events} if events is not None else {})}
         config = dataclasses.replace(self.zerota, **overrides) if overrides else self.zerota
+        bounded = bounded_events(config.events, len(feats.times))
+        if bounded != config.events:
+            config = dataclasses.replace(config, events=bounded)
         return ZeroTA(self.encoder, self.lm, config).run(
             feats.features, feats.times, feats.duration, trace=trace
         )

@@ -17,6 +17,7 @@ import math
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,9 @@ def _decode_decord(path: str, config: SamplingConfig, out: mp.Queue) -> None:
     duration = n / fps
     out.put(("info", VideoInfo(path, duration, fps, n, width, height, "decord")))
     times = sample_times(duration, config)
-    index = np.minimum((times * fps).astype(np.int64), n - 1)
+    # Sampling faster than the video's own rate would take a frame twice; each frame counts once
+    # (as with PyAV below), so a still or slow video is not mistaken for more moments than it has.
+    index = np.unique(np.minimum((times * fps).astype(np.int64), n - 1))
     for start in range(0, len(index), config.chunk):
         idx = index[start : start + config.chunk]
         try:
@@ -180,10 +183,12 @@ def _decode_pyav(path: str, config: SamplingConfig, out: mp.Queue, reason: str) 
         return
     w, h = _scaled_size(stream.width, stream.height, config.size)
     times = sample_times(duration, config)
+    last = 0.0
     frames, stamps, k = [], [], 0
     try:
         for frame in container.decode(stream):
             t = float(frame.time if frame.time is not None else 0.0)
+            last = t
             while k < len(times) and times[k] < t:
                 k += 1  # sample times already passed: take the first frame at or after each
             if k >= len(times):
@@ -200,6 +205,11 @@ def _decode_pyav(path: str, config: SamplingConfig, out: mp.Queue, reason: str) 
             out.put(("frames", FrameChunk(np.stack(frames), np.asarray(stamps))))
             frames = []
         out.put(("truncated", f"{type(err).__name__}: {str(err)[-160:]}"))
+    else:
+        if k < len(times) and times[k] > last + 1.0 / fps:
+            # The data ran out quietly (a cut file whose index survived): say so, or the events
+            # would be spread over time that has no frames.
+            out.put(("truncated", f"the frames end at {last:.1f} s but the container says {duration:.1f} s"))
     if frames:
         out.put(("frames", FrameChunk(np.stack(frames), np.asarray(stamps))))
     container.close()
@@ -207,6 +217,15 @@ def _decode_pyav(path: str, config: SamplingConfig, out: mp.Queue, reason: str) 
 
 
 # --- the caller's side -------------------------------------------------------------------------------
+def _main_is_importable() -> bool:
+    """Whether a spawned worker can re-import ``__main__`` (not when it came from stdin or ``-c``)."""
+    main = sys.modules.get("__main__")
+    if getattr(getattr(main, "__spec__", None), "name", None):
+        return True  # run with -m: re-imported by name
+    path = getattr(main, "__file__", None)
+    return path is None or os.path.isfile(path)
+
+
 class VideoStream:
     """Stream sampled frames of one video from a decoding worker.
 
@@ -235,15 +254,26 @@ class VideoStream:
                 try:  # it may have put its last message just before exiting
                     return q.get(timeout=0.5)
                 except queue_mod.Empty:
-                    raise VideoError(
-                        f"{self.path}: the decoder process died (exit code {proc.exitcode}); "
-                        f"the file is probably broken: {REENCODE_HINT}"
-                    ) from None
+                    raise VideoError(self._death_message(proc.exitcode)) from None
             if waited >= self.config.timeout:
                 raise VideoError(
                     f"{self.path}: the decoder hung (nothing for {self.config.timeout:.0f} s); "
                     f"the file is probably broken: {REENCODE_HINT}"
                 )
+
+    def _death_message(self, exitcode: int | None) -> str:
+        if self.info is None and not _main_is_importable():
+            # spawn re-imports the caller's main module in the worker; code from stdin or `-c`
+            # cannot be re-imported, so the worker dies before it sees the video.
+            return (
+                f"{self.path}: the decoder process could not start (exit code {exitcode}): it re-imports "
+                f"your main module ({getattr(sys.modules['__main__'], '__file__', None)!r}), which is not a "
+                "file; run your code from a .py file, with its top level under `if __name__ == '__main__':`"
+            )
+        return (
+            f"{self.path}: the decoder process died (exit code {exitcode}); the file is probably broken "
+            f"(or, from your own script, its top level is not under `if __name__ == '__main__':`): {REENCODE_HINT}"
+        )
 
     def __iter__(self) -> Iterator[FrameChunk]:
         # spawn, not fork: a forked child would inherit torch's thread pools and locks mid-use.

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mmgpt2.demo.examples import example_video
-from mmgpt2.demo.limits import DemoLimits, check_video, run_with_time_cap, user_errors
+from mmgpt2.demo.limits import DemoLimits, check_video, display_name, run_with_time_cap, user_errors
 from mmgpt2.demo.models import ModelRegistry
 
 TASK = "video"
@@ -26,16 +26,20 @@ def dense_caption(
 
     `steps` overrides the model's ZeroTA optimisation steps per video (fewer: faster, rougher).
     """
+    import gradio as gr
     from PIL import Image
 
     from mmgpt2.apps.video.timeline import draw_timeline
 
     path = check_video(video, limits)
+    notices: list[str] = []
 
     def work():
         model = models.get(model_name, task=TASK)
         settings = {"steps": int(steps)} if steps else {}
-        found = model.caption_video(path, events=int(events), **settings)
+        feats = model.features(path)
+        notices.extend(feats.warnings)  # read here, not as Python warnings: those are process-wide
+        found = model.caption_features(feats, events=int(events), **settings)
         with tempfile.TemporaryDirectory(prefix="mmgpt2-demo-") as tmp:
             png = draw_timeline(path, found, Path(tmp) / "timeline.png")
             with Image.open(png) as im:
@@ -45,6 +49,8 @@ def dense_caption(
     picture, found = run_with_time_cap(
         work, limits.request_seconds, models.lock(model_name), what="dense captioning"
     )
+    for notice in notices:  # e.g. a truncated file: its events stop where the frames do
+        gr.Warning(notice.replace(str(path), display_name(path)), duration=None, title="Part of this video")
     rows = [
         [round(e.start, 2), round(e.end, 2), e.sentence, round(float(e.score), 3)]
         for e in sorted(found, key=lambda e: e.start)
