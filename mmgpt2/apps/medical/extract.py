@@ -23,7 +23,7 @@ header and no phrase cut at a line end reaches a triplet. Text without headers i
 Example:
     >>> PatternExtractor()("There is a small left pleural effusion, suggestive of heart failure. No pneumothorax.")
     [('small left pleural effusion', 'suggestive_of', 'heart failure')]
-    >>> report_sentences(" FINDINGS: Small left pleural\n effusion.\n \n IMPRESSION:  Heart failure.")
+    >>> report_sentences(" FINDINGS: Small left pleural\\n effusion.\\n \\n IMPRESSION:  Heart failure.")
     ['Small left pleural effusion.', 'Heart failure.']
 """
 
@@ -86,7 +86,7 @@ def report_sections(text: str) -> dict[str, str]:
     header's texts are joined. No headers gives ``{}``.
 
     Example:
-        >>> report_sections(" INDICATION:  Cough.\n FINDINGS:  Clear lungs.")
+        >>> report_sections(" INDICATION:  Cough.\\n FINDINGS:  Clear lungs.")
         {'preamble': '', 'indication': 'Cough.', 'findings': 'Clear lungs.'}
     """
     matches = list(_HEADER.finditer(text))
@@ -119,7 +119,7 @@ def split_sentences(text: str) -> list[str]:
     A leading list number ("1. ") is dropped.
 
     Example:
-        >>> split_sentences("Mild pulmonary\n edema.  Small effusion;\n \n 2. No pneumothorax.")
+        >>> split_sentences("Mild pulmonary\\n edema.  Small effusion;\\n \\n 2. No pneumothorax.")
         ['Mild pulmonary edema.', 'Small effusion;', 'No pneumothorax.']
     """
     out = []
