@@ -150,7 +150,15 @@ def replace_folder_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> Non
     or, between the two renames, only its complete backup ``.<dst>.old`` (`recover_folder`).
 
     Example:
-        >>> replace_folder_atomic("run/.checkpoint.writing", "run/checkpoint")
+        >>> import shutil, tempfile
+        >>> from pathlib import Path
+        >>> run = Path(tempfile.mkdtemp())
+        >>> for name, step in [("checkpoint", "1"), (".checkpoint.writing", "2")]:  # the old one, the new one
+        ...     (run / name).mkdir(); _ = (run / name / "step").write_text(step)
+        >>> replace_folder_atomic(run / ".checkpoint.writing", run / "checkpoint")
+        >>> sorted(p.name for p in run.iterdir()), (run / "checkpoint" / "step").read_text()
+        (['checkpoint'], '2')
+        >>> shutil.rmtree(run)
     """
     src, dst = Path(src), Path(dst)
     backup = _backup_of(dst)

@@ -136,10 +136,10 @@ def image_batches(
     of paths. Each unreadable file is passed to `on_error` (its reason, naming the path) and skipped.
 
     Example:
-        >>> for batch in image_batches(["a.png", "missing.png"], 32, print):
+        >>> for batch in image_batches(["assets/examples/shapes_0.png", "missing.png"], 32, print):
         ...     print([path for path, _ in batch])
         missing.png: no such file
-        ['a.png']
+        ['assets/examples/shapes_0.png']
     """
     if batch_size < 1:
         raise Mmgpt2Error(f"batch_size={batch_size}: must be >= 1")

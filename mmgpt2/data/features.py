@@ -41,8 +41,13 @@ def extract_features(
     """Encode every distinct image once; bad images are reported by path and skipped.
 
     Example:
-        >>> store = extract_features(["a.png", "b.png"], load_encoder("embedded:shapes-clip"), "feats/")
-        >>> store.pooled("a.png").shape
+        >>> import tempfile
+        >>> from mmgpt2.encoders import load_encoder
+        >>> images = ["assets/examples/shapes_0.png", "assets/examples/shapes_1.png"]
+        >>> with tempfile.TemporaryDirectory() as out:
+        ...     store = extract_features(images, load_encoder("embedded:shapes-clip"), out)
+        ...     store.pooled("assets/examples/shapes_0.png").shape
+        torch.Size([128])
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

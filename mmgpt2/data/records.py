@@ -24,8 +24,9 @@ def read_jsonl(path: str | os.PathLike) -> list[CaptionRecord]:
     Image paths are resolved against the file's folder. Lines of one image are merged.
 
     Example:
-        >>> records = read_jsonl("data/train.jsonl")
-        >>> records[0].image, records[0].captions
+        >>> records = read_jsonl("data/shapes/captions.jsonl")
+        >>> len(records), os.path.basename(records[0].image), records[0].captions[:2]
+        (100, '00000.png', ['a small blue circle in the center', 'there is a small blue circle in the center'])
     """
     path = Path(path)
     if not path.is_file():
@@ -81,7 +82,7 @@ def read_coco_karpathy(
     """Read Karpathy's ``dataset_coco.json``; ``split="train"`` also takes ``restval`` as is customary.
 
     Example:
-        >>> read_coco_karpathy("dataset_coco.json", "/data/coco", split="test")[:1]
+        >>> read_coco_karpathy("dataset_coco.json", "/data/coco", split="test")[:1]  # doctest: +SKIP
     """
     path, root = Path(path), Path(image_root)
     data = read_json(path, "Karpathy split (dataset_coco.json)")

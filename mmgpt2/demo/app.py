@@ -2,8 +2,8 @@
 
 Example:
     >>> from mmgpt2.demo import launch
-    >>> demo, url = launch(port=7860, block=False)   # serves on http://127.0.0.1:7860
-    >>> demo.close()
+    >>> demo, url = launch(port=7860, block=False)  # doctest: +SKIP
+    >>> demo.close()  # doctest: +SKIP
 """
 
 from __future__ import annotations

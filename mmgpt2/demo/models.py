@@ -49,9 +49,10 @@ class ModelRegistry:
     Example:
         >>> models = ModelRegistry()
         >>> models.choices("caption")
-        ['shapes-tiny']
+        ['shapes-tiny', 'shapes-tiny-transformer']
         >>> with models.lock("shapes-tiny"):
         ...     models.get("shapes-tiny").caption(["assets/examples/shapes_0.png"])
+        ['a picture of a large yellow circle in the center']
     """
 
     extra: list[str] = field(default_factory=list)

@@ -18,10 +18,13 @@ falls inside), normalised again; its references are the sentences of the ground-
 overlaps (tIoU > 0), so a prediction that overlaps no event has RefCLIPScore 0.
 
 Example:
-    >>> enc = load_encoder("embedded:shapes-clip")
-    >>> clip_score(enc, ["a.png", "b.png"], ["a red circle", "a blue square"],
-    ...            references=[["a small red circle"], ["a big blue square"]])
-    {'CLIPScore': 0.61, 'RefCLIPScore': 0.70, 'per_item': [{'CLIPScore': ..., 'RefCLIPScore': ...}, ...]}
+    >>> from mmgpt2.encoders import load_encoder
+    >>> enc = load_encoder("embedded:shapes-clip")  # tiny, so not on ViT-B/32's scale
+    >>> images = ["assets/examples/shapes_0.png", "assets/examples/shapes_1.png"]
+    >>> scores = clip_score(enc, images, ["a large yellow circle", "a large orange square"],
+    ...                     references=[["a large yellow circle in the center"], ["a large orange square on the right"]])
+    >>> round(scores["CLIPScore"], 2), round(scores["RefCLIPScore"], 2), len(scores["per_item"])
+    (1.85, 1.15, 2)
 """
 
 from __future__ import annotations
@@ -110,8 +113,12 @@ def clip_score(
     Returns ``{"CLIPScore": mean, "RefCLIPScore": mean (with references), "per_item": [{...}, ...]}``.
 
     Example:
-        >>> clip_score(load_encoder("embedded:shapes-clip"), ["a.png"], ["a red circle"])["CLIPScore"]
-        0.64
+        >>> from mmgpt2.encoders import load_encoder
+        >>> enc = load_encoder("embedded:shapes-clip")
+        >>> round(clip_score(enc, ["assets/examples/shapes_0.png"], ["a large yellow circle"])["CLIPScore"], 2)
+        1.81
+        >>> round(clip_score(enc, ["assets/examples/shapes_0.png"], ["a small blue square"])["CLIPScore"], 2)
+        0.0
     """
     captions = list(captions)
     images = _as_image_embeddings(encoder, images_or_features, batch_size)
@@ -181,8 +188,14 @@ def dense_clip_score(
     "videos_without_frames": [...]}``; the corpus scores are means over all scored events.
 
     Example:
-        >>> vf = video_features("v.mp4", enc)
-        >>> dense_clip_score(enc, {"v": vf}, {"v": [{"sentence": "a red circle", "timestamp": [0, 4]}]})
+        >>> from mmgpt2.encoders import load_encoder
+        >>> enc = load_encoder("embedded:shapes-clip")
+        >>> frames = encode_images(enc, ["assets/examples/shapes_0.png", "assets/examples/shapes_1.png"])
+        >>> scores = dense_clip_score(  # a two-frame "video": frames at 0 s and 2 s
+        ...     enc, {"v": (frames, [0.0, 2.0])}, {"v": [{"sentence": "a large yellow circle", "timestamp": [0, 1]}]},
+        ...     {"v": {"timestamps": [[0, 1]], "sentences": ["a large yellow circle in the center"]}})
+        >>> round(scores["CLIPScore"], 2), round(scores["RefCLIPScore"], 2), scores["events"]
+        (1.81, 1.06, 1)
     """
     from mmgpt2.eval.dense import tiou
 

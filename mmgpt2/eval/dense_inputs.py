@@ -8,8 +8,8 @@ tools accept impossible values (NaN, start > end, strings) and return wrong numb
 here they are refused, one line naming the file and the entry.
 
 Example:
-    >>> preds = check_predictions(json.load(open("pred.json")), "pred.json")
-    >>> preds["v_QOlSCBRmfWY"][0]
+    >>> preds = check_predictions(json.load(open("pred.json")), "pred.json")  # doctest: +SKIP
+    >>> preds["v_QOlSCBRmfWY"][0]  # doctest: +SKIP
     Event(start=0.83, end=19.86, sentence='A young woman is seen standing in a room.')
 """
 

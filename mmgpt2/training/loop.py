@@ -73,9 +73,9 @@ def train(
     checkpoint made with another seed, batch size, dataset size or process count (`ResumeError`).
 
     Example:
-        >>> set_seed(7)
-        >>> cap = PrefixCaptioner.build("embedded:shapes-clip", "embedded:shapes-gpt2", mapper="mlp")
-        >>> train(cap, FeatureCaptionDataset(records, store), TrainConfig(out_dir="runs/x", epochs=1, seed=7))
+        >>> set_seed(7)  # doctest: +SKIP
+        >>> cap = PrefixCaptioner.build("embedded:shapes-clip", "embedded:shapes-gpt2", mapper="mlp")  # doctest: +SKIP
+        >>> train(cap, FeatureCaptionDataset(records, store), TrainConfig(out_dir="runs/x", epochs=1, seed=7))  # doctest: +SKIP
     """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState

@@ -13,10 +13,10 @@ Class order: `CLASSES`. Images come from MIMIC-CXR-JPG by patient and study
 reports are MIMIC-CXR's ``files/p11/p11662490/s51038639.txt`` (`read_study_reports`).
 
 Example:
-    >>> recs = read_mimic_nle("/data/mimic-nle/mimic-nle-test.json")
-    >>> recs[0].diagnoses, recs[0].explanation
+    >>> recs = read_mimic_nle("/data/mimic-nle/mimic-nle-test.json")  # doctest: +SKIP
+    >>> recs[0].diagnoses, recs[0].explanation  # doctest: +SKIP
     (['Pleural Effusion'], 'blunting of the costophrenic angle ...')
-    >>> study_images("/data/mimic-cxr-jpg", recs[0])
+    >>> study_images("/data/mimic-cxr-jpg", recs[0])  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def read_study_reports(
     """``({study_id: report text}, [study ids without a report])`` for the records' studies.
 
     Example:
-        >>> reports, missing = read_study_reports("/data/mimic-cxr-reports", train_records)
+        >>> reports, missing = read_study_reports("/data/mimic-cxr-reports", train_records)  # doctest: +SKIP
     """
     if not Path(report_root).is_dir():
         raise FileNotFoundError(

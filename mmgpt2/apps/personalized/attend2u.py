@@ -209,8 +209,8 @@ def read_instagram(
     """Posts of an Attend2u Instagram JSON file, captions normalised; `with_tags` appends the hashtags.
 
     Example:
-        >>> posts = read_instagram("json/insta-caption-train.json", image_dir="images")
-        >>> posts[0].id, posts[0].image, posts[0].caption
+        >>> posts = read_instagram("json/insta-caption-train.json", image_dir="images")  # doctest: +SKIP
+        >>> posts[0].id, posts[0].image, posts[0].caption  # doctest: +SKIP
         ('1000235325480011', 'images/kozzie_@_1000235325480011', 'my new bike #ride')
     """
     data = _load_json(path, "Attend2u Instagram JSON")
@@ -240,8 +240,8 @@ def read_yfcc(
     """Posts of an Attend2u YFCC100M JSON file: id from ``page url``, caption by Attend2u's rule.
 
     Example:
-        >>> posts = read_yfcc("json/yfcc-caption-test.json", image_dir="images")
-        >>> posts[0].id, posts[0].image
+        >>> posts = read_yfcc("json/yfcc-caption-test.json", image_dir="images")  # doctest: +SKIP
+        >>> posts[0].id, posts[0].image  # doctest: +SKIP
         ('4420523880', 'images/35468147630@N01_4420523880')
     """
     data = _load_json(path, "Attend2u YFCC100M JSON")
@@ -274,8 +274,11 @@ def split_posts(
     Deterministic for a seed. Each training user keeps at least one training post.
 
     Example:
-        >>> splits = split_posts(read_instagram("insta.json"), test1_users=0.1, test2_posts=0.1)
-        >>> {k: len(v) for k, v in splits.items()}
+        >>> from mmgpt2.apps.personalized.dataset import UserPost
+        >>> posts = [UserPost(f"u{u}", f"u{u}_{i}.jpg", "a caption", f"{u}-{i}") for u in range(10) for i in range(10)]
+        >>> splits = split_posts(posts, test1_users=0.1, test2_posts=0.1)
+        >>> {k: len(v) for k, v in splits.items()}  # 1 of 10 users unseen; 1 in 10 of the others' posts held out
+        {'train': 81, 'test1': 10, 'test2': 9}
     """
     rng = random.Random(seed)
     users = sorted({p.user for p in posts})
@@ -314,7 +317,7 @@ def load_attend2u_splits(
     split stays as published). What was dropped is listed in `report` when one is given.
 
     Example:
-        >>> splits = load_attend2u_splits({"train": "json/yfcc-caption-train.json",
+        >>> splits = load_attend2u_splits({"train": "json/yfcc-caption-train.json",  # doctest: +SKIP
         ...                                "test": "json/yfcc-caption-test.json"}, kind="yfcc", image_dir="images")
     """
     reader = {"instagram": read_instagram, "yfcc": read_yfcc}.get(kind)

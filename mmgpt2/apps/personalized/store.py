@@ -28,8 +28,8 @@ def read_history(path: str | os.PathLike, max_posts: int = MAX_POSTS) -> list[st
     bounded however long the file is. Undecodable bytes are replaced, not fatal.
 
     Example:
-        >>> read_history("alice_captions.txt")[:2]
-        ['sunset again #nofilter', 'coffee with friends ☕']
+        >>> read_history("assets/examples/users/quinn.txt")[:2]
+        ["omg on the left there's a large green square ✨✨", "omg in the center there's a large orange square ✨✨"]
     """
     path = Path(path)
     if not path.is_file():
@@ -81,9 +81,13 @@ class UserStore:
     """Context words by user id, plus the `UserContextModel` that made them.
 
     Example:
-        >>> store = UserStore.build({"ann": ["red circle #art", "tiny red dot"]}, top_n=100)
-        >>> store["ann"][:2]
-        >>> store.save("users.json"); UserStore.load("users.json").users == store.users
+        >>> import os, tempfile
+        >>> store = UserStore.build({"ann": ["red circle #art", "tiny red dot"], "bob": ["a blue square"]}, top_n=100)
+        >>> store["ann"][:2]  # words bob never wrote rank first
+        ['red', '#art']
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     store.save(os.path.join(tmp, "users.json"))
+        ...     UserStore.load(os.path.join(tmp, "users.json")).users == store.users
         True
     """
 
