@@ -24,9 +24,11 @@ def read_jsonl(path: str | os.PathLike) -> list[CaptionRecord]:
     Image paths are resolved against the file's folder. Lines of one image are merged.
 
     Example:
-        >>> records = read_jsonl("data/shapes/captions.jsonl")
+        >>> import tempfile
+        >>> from mmgpt2.worlds import shapes
+        >>> records = read_jsonl(shapes.write(tempfile.mkdtemp(), n=3, seed=0))
         >>> len(records), os.path.basename(records[0].image), records[0].captions[:2]
-        (100, '00000.png', ['a small blue circle in the center', 'there is a small blue circle in the center'])
+        (3, '00000.png', ['a small blue cross above a large yellow cross', 'there is a small blue cross above a large yellow cross'])
     """
     path = Path(path)
     if not path.is_file():

@@ -144,8 +144,10 @@ def load_references(path: str | os.PathLike) -> dict[str, list[str]]:
     """References as ``{id: [captions]}`` from JSON ``{id: [..] or ".."}``, COCO captions JSON or our JSON lines.
 
     Example:
-        >>> load_references("data/shapes/captions.jsonl")["00000.png"][:2]
-        ['a small blue circle in the center', 'there is a small blue circle in the center']
+        >>> import tempfile
+        >>> from mmgpt2.worlds import shapes
+        >>> load_references(shapes.write(tempfile.mkdtemp(), n=3, seed=0))["00000.png"][:2]
+        ['a small blue cross above a large yellow cross', 'there is a small blue cross above a large yellow cross']
     """
     path = Path(path)
     if path.suffix != ".json":

@@ -275,7 +275,7 @@ def write(out_dir: str | os.PathLike, n: int, seed: int = 0, size: int = 64) -> 
     "size", "position"}, ...]}`` (two-object lines also carry ``"relation"``).
 
     Example:
-        >>> write("data/shapes", n=100, seed=1)
+        >>> write("data/shapes", n=100, seed=1)  # doctest: +SKIP
         PosixPath('data/shapes/captions.jsonl')
     """
     out = world_folder(out_dir, n, "scene")

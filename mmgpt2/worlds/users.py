@@ -179,7 +179,7 @@ def write(out_dir: str | os.PathLike, n: int, seed: int = 0, size: int = 64) -> 
     Each line: ``{"image", "captions": [caption], "user", "held_out", "objects"}``.
 
     Example:
-        >>> write("data/users", n=20, seed=0)
+        >>> write("data/users", n=20, seed=0)  # doctest: +SKIP
         PosixPath('data/users/captions.jsonl')
     """
     out = shapes.world_folder(out_dir, n, "post per user")

@@ -8,7 +8,7 @@ scene's objects (``"scenes"``) so captions can be scored attribute by attribute.
 
 Example:
     >>> from mmgpt2.worlds import videos
-    >>> videos.write("data/videos", n=5, seed=0)        # 00000.mp4 ... + ground_truth.json
+    >>> videos.write("data/videos", n=5, seed=0)  # doctest: +SKIP
     PosixPath('data/videos/ground_truth.json')
 """
 
@@ -95,7 +95,7 @@ def write(
     `duration` and `scenes` are (min, max) ranges drawn per clip.
 
     Example:
-        >>> write("data/videos", n=3, seed=1, duration=(60, 60), scenes=(3, 3))
+        >>> write("data/videos", n=3, seed=1, duration=(60, 60), scenes=(3, 3))  # doctest: +SKIP
         PosixPath('data/videos/ground_truth.json')
     """
     from mmgpt2.checkpoint import atomic_write_json
