@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from mmgpt2.checkpoint import replace_folder_atomic
+
 EOS = "<|endoftext|>"
 
 #: A batch maker for CLIP training: ``make_batch(rng, batch_size) -> (images, captions)``.
@@ -70,12 +72,7 @@ def _staging_dir(out_dir: str | os.PathLike):
         os.umask(umask)
         for path in [tmp, *tmp.rglob("*")]:  # mkdtemp makes 0700 folders: models should read like any file
             path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_folder_atomic(tmp, out)  # the library's one kill-safe folder swap
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
