@@ -47,7 +47,9 @@ class GuidedSettings(Config):
     clip_weight: float = field(default=2.0, metadata={"min": 0.0})
     # proposals the LM gives less than this probability are never chosen (its top one always may):
     # CLIP can then weigh heavily without picking words that break the sentence
-    min_prob: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    min_prob: float = field(default=0.02, metadata={"min": 0.0, "max": 1.0})
+    # decoding passes; each after the first also judges proposals by the previous caption's ending
+    passes: int = field(default=3, metadata={"min": 1})
     clip_temperature: float = field(default=0.02, metadata={"min": 1e-6})
     lookahead_rollouts: int = field(default=3, metadata={"min": 0})  # 0: judge the text so far (MAGIC)
     max_new_tokens: int = field(default=16, metadata={"min": 1})
@@ -113,10 +115,15 @@ def guided_decode(
     targets: torch.Tensor,
     settings: GuidedSettings | None = None,
     to_text: Callable[[str], str] = str.strip,
+    previous: Sequence[Sequence[int]] | None = None,
 ) -> list[list[int]]:
     """Token ids of one caption per row of `targets` (B, D): the LM writes, CLIP chooses (see the module doc).
 
     `to_text` turns decoded text into what CLIP reads (e.g. with a hard prompt in front).
+    `previous` (one earlier caption per row) adds one more ending to every proposal: the rest of
+    that caption after the proposal's position. A sampled ending guesses the words still to come
+    at random, so "red" can lose to "orange" because red's ending named the wrong shape; the
+    earlier caption's ending names the shape CLIP already chose (`passes` in `guided_captions`).
     """
     s = settings or GuidedSettings()
     targets = F.normalize(targets.float().to(lm.device), dim=-1)
@@ -151,6 +158,13 @@ def guided_decode(
                 for j, f in zip(growing, finished, strict=True):
                     ended[j] = f
                 rollouts.append(ended)
+            if previous is not None:
+                rollouts.append(
+                    [
+                        p + list(previous[owner[j]][step + 1 :]) if j in set(growing) else p
+                        for j, p in enumerate(proposals)
+                    ]
+                )
         texts = [to_text(lm.decode(x)) or "." for ended in rollouts for x in ended]
         emb = F.normalize(encoder.encode_text(texts).float().to(lm.device), dim=-1)
         emb = emb.view(len(rollouts), len(live), -1, targets.shape[-1])
@@ -162,4 +176,22 @@ def guided_decode(
                 done[i] = True
             else:
                 ids[i].append(token)
+    return ids
+
+
+@torch.no_grad()
+def guided_captions(
+    lm,
+    encoder,
+    make_inputs: MakeInputs,
+    targets: torch.Tensor,
+    settings: GuidedSettings | None = None,
+    to_text: Callable[[str], str] = str.strip,
+) -> list[list[int]]:
+    """`guided_decode` run `settings.passes` times, each pass judging proposals also by the ending
+    of the caption the pass before wrote (`previous`)."""
+    s = settings or GuidedSettings()
+    ids = None
+    for _ in range(s.passes):
+        ids = guided_decode(lm, encoder, make_inputs, targets, s, to_text, previous=ids)
     return ids

@@ -22,7 +22,7 @@ import torch
 
 from mmgpt2.checkpoint import read_config
 from mmgpt2.config import Config
-from mmgpt2.lm.guided import GuidedSettings, guided_decode, lm_inputs
+from mmgpt2.lm.guided import GuidedSettings, guided_captions, lm_inputs
 from mmgpt2.paths import resolve_model_dir
 from mmgpt2.pipeline import FrozenPipeline, ImageLike, as_image_list
 
@@ -100,5 +100,5 @@ class ZeroShotCaptioner(FrozenPipeline):
         def make_inputs(rows, ids):
             return lm_inputs(self.lm, context.expand(len(rows), -1, -1), ids)
 
-        ids = guided_decode(self.lm, self.encoder, make_inputs, pooled, guided, to_text=self._text)
+        ids = guided_captions(self.lm, self.encoder, make_inputs, pooled, guided, to_text=self._text)
         return [self._text(self.lm.decode(x)) for x in ids]
