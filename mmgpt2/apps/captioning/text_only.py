@@ -36,7 +36,6 @@ from mmgpt2.apps.captioning.model import PrefixCaptioner
 from mmgpt2.checkpoint import atomic_write
 from mmgpt2.config import Config
 from mmgpt2.errors import Mmgpt2Error
-from mmgpt2.pipeline import ImageLike, as_image_list
 from mmgpt2.retrieval import embed_texts
 
 MEMORY_NAME = "memory.safetensors"
@@ -155,22 +154,7 @@ class TextOnlyCaptioner(PrefixCaptioner):
             x = x + torch.randn_like(x) * math.sqrt(self.settings.noise_variance)
         return self.lm.loss(self.mapper(x), batch["captions"])
 
-    # --- inference: image embeddings ---------------------------------------------------------------
-    @torch.no_grad()
-    def caption(
-        self,
-        images: Sequence[ImageLike] | ImageLike,
-        batch_size: int = 32,
-        projection: str | None = None,
-        **gen_kwargs: Any,
-    ) -> list[str]:
-        images = as_image_list(images)
-        out: list[str] = []
-        for i in range(0, len(images), batch_size):
-            pooled, tokens = self.encode_images(images[i : i + batch_size])
-            out += self.caption_features(pooled, tokens, projection=projection, **gen_kwargs)
-        return out
-
+    # --- inference: image embeddings (`caption(images, projection=...)` reaches here) ---------------
     @torch.no_grad()
     def caption_features(
         self,
@@ -179,6 +163,7 @@ class TextOnlyCaptioner(PrefixCaptioner):
         projection: str | None = None,
         **gen_kwargs,
     ) -> list[str]:
+        """Captions from pooled image embeddings; `projection` ("none" / "decap") overrides the saved one."""
         prefix = self.mapper(self.project(pooled, projection).to(self.device))
         return self.lm.generate(prefix, **self.generation_kwargs(gen_kwargs))
 
