@@ -235,3 +235,27 @@ def test_shipped_knowledge_graph_answers_as_its_faiss_index_does():
     _, rows = index.search(queries, 7)
     expected = [[kg.triplets[r].text for r in row] for row in rows]
     assert [[h["text"] for h in hits] for hits in kg.query(queries, k=7)] == expected
+
+
+def test_recipe_smoke_mode_trains_every_stage_without_touching_the_shipped_models():
+    import os
+    import subprocess
+    import sys
+
+    shipped = [
+        ROOT / "assets" / "models" / n / "model.safetensors"
+        for n in ("shapes-tiny-rag", "shapes-tiny-textonly")
+    ]
+    before = [p.stat().st_mtime_ns for p in shipped]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "build_beyond.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MMGPT2_QUIET": "1"},
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for marker in ("data:", "shapes-tiny-rag:", "shapes-tiny-split:", "shapes-tiny-textonly:"):
+        assert marker in proc.stdout, proc.stdout
+    assert [p.stat().st_mtime_ns for p in shipped] == before
