@@ -92,6 +92,19 @@ def zerocap_style(
     return lm.decode(written)
 
 
+@torch.no_grad()
+def copy_accuracy(rag, pooled: torch.Tensor, scenes: list, k: int) -> float:
+    """The frozen LM alone (no prefix) given the top-k retrieved captions as its prompt: how often
+    it writes a right caption. Why `shapes-tiny-rag` retrieves k = 1 (see its docstring)."""
+    from mmgpt2.lm.decoding import decode
+
+    hits = rag.datastore.query(pooled, k)
+    empty = torch.zeros(len(hits), 0, rag.lm.hidden_size)
+    batch = rag.lm_inputs(empty, hits, pad_left=True)
+    batch.pop("labels")
+    return accuracy([rag.lm.decode(x) for x in decode(rag.lm, batch, max_new_tokens=20)], scenes)
+
+
 def trainable(model) -> int:
     return (
         sum(v.numel() for v in model.trainable_state_dict().values())
@@ -283,6 +296,11 @@ def main() -> None:
         "captions/s ratio vs ClipCap (same run): "
         + ", ".join(f"{k.split(' (')[0]} {v / base['captions/s']:.3f}x" for k, v in speed.items())
     )
+
+    print("\nthe frozen LM alone, prompted with the top-k retrieved captions (shipped datastore), no prefix:")
+    print(f"{'k':>3s}{'1-obj acc':>12s}{'2-obj acc':>12s}")
+    for k in (1, 2, 4):
+        print(f"{k:3d}" + "".join(f"{copy_accuracy(rag, pooled[n], groups[n], k):12.3f}" for n in groups))
 
     # --- domain shift -----------------------------------------------------------------------------
     unseen_scenes, seen_scenes = [], []
