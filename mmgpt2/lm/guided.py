@@ -50,6 +50,7 @@ class GuidedSettings(Config):
     min_prob: float = field(default=0.02, metadata={"min": 0.0, "max": 1.0})
     # decoding passes; each after the first also judges proposals by the previous caption's ending
     passes: int = field(default=3, metadata={"min": 1})
+    seed: int = 0  # of the sampled endings: the same image gets the same caption
     clip_temperature: float = field(default=0.02, metadata={"min": 1e-6})
     lookahead_rollouts: int = field(default=3, metadata={"min": 0})  # 0: judge the text so far (MAGIC)
     max_new_tokens: int = field(default=16, metadata={"min": 1})
@@ -92,14 +93,20 @@ def complete(
     max_new_tokens: int,
     settings: GuidedSettings,
     sample: bool = False,
+    generator: torch.Generator | None = None,
 ) -> list[list[int]]:
-    """Each ``ids[j]`` continued after the context of ``rows[j]``, greedily or `sample`d."""
+    """Each ``ids[j]`` continued after the context of ``rows[j]``, greedily or `sample`d (with `generator`)."""
     from mmgpt2.lm.decoding import decode
 
     if max_new_tokens < 1 or not ids:
         return [list(x) for x in ids]
     how = (
-        {"do_sample": True, "top_k": settings.sample_top_k, "temperature": settings.sample_temperature}
+        {
+            "do_sample": True,
+            "top_k": settings.sample_top_k,
+            "temperature": settings.sample_temperature,
+            "generator": generator,
+        }
         if sample
         else {}
     )
@@ -128,6 +135,7 @@ def guided_decode(
     s = settings or GuidedSettings()
     targets = F.normalize(targets.float().to(lm.device), dim=-1)
     n = targets.shape[0]
+    generator = torch.Generator(device=lm.device).manual_seed(s.seed)
     ids: list[list[int]] = [[] for _ in range(n)]
     done = [False] * n
     eos = lm.eos_token_id
@@ -154,6 +162,7 @@ def guided_decode(
                     s.max_new_tokens - step - 1,
                     s,
                     sample=r > 0,
+                    generator=generator,
                 )
                 for j, f in zip(growing, finished, strict=True):
                     ended[j] = f
