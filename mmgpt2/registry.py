@@ -81,6 +81,9 @@ PIPELINES = Registry(
         "personalized_captioner": "mmgpt2.apps.personalized.model:PersonalizedCaptioner",
         "dense_video_captioner": "mmgpt2.apps.video.model:DenseVideoCaptioner",
         "medical_explainer": "mmgpt2.apps.medical.model:MedicalExplainer",
+        "retrieval_captioner": "mmgpt2.apps.captioning.retrieval:RetrievalCaptioner",
+        "text_only_captioner": "mmgpt2.apps.captioning.text_only:TextOnlyCaptioner",
+        "zero_shot_captioner": "mmgpt2.apps.captioning.zero_shot:ZeroShotCaptioner",
     },
 )
 
@@ -127,6 +130,7 @@ COMMANDS = Registry(
         "medical": "mmgpt2.cli.medical",
         "configs": "mmgpt2.cli.configs",
         "demo": "mmgpt2.cli.demo",
+        "datastore": "mmgpt2.cli.datastore",
     },
 )
 

@@ -84,8 +84,8 @@ def cmd_caption(args: argparse.Namespace) -> int:
     from mmgpt2.cli.output import JsonListWriter
     from mmgpt2.images import image_batches
 
-    model = load_captioner(args.model, device=args.device)
-    extra = {}
+    model = load_caption_model(args)
+    extra = {"projection": args.projection} if args.projection else {}
     if args.user is not None or args.user_history is not None:
         if not hasattr(model, "users"):
             raise Mmgpt2Error(
@@ -122,6 +122,57 @@ def cmd_caption(args: argparse.Namespace) -> int:
     return 1 if skipped else 0
 
 
+def load_caption_model(args: argparse.Namespace):
+    """`--model`, or with `--zero-shot` only its frozen encoder and LM; `--datastore` swaps a
+    retrieval captioner's datastore; `--projection` needs a text-only model."""
+    if args.zero_shot:
+        from mmgpt2.apps.captioning.zero_shot import ZeroShotCaptioner
+
+        model = ZeroShotCaptioner.from_parts_of(args.model)
+        model = model.to(args.device) if args.device else model
+    else:
+        model = load_captioner(args.model, device=args.device)
+    if args.datastore:
+        if not hasattr(model, "use_datastore"):
+            raise Mmgpt2Error(
+                f"model {args.model!r} does not retrieve captions; --datastore needs a retrieval captioner such as shapes-tiny-rag"
+            )
+        model.use_datastore(args.datastore)
+    if args.projection and not hasattr(model, "project"):
+        raise Mmgpt2Error(
+            f"model {args.model!r} is not text-only; --projection needs e.g. shapes-tiny-textonly"
+        )
+    return model
+
+
+def cmd_train_text_only(args: argparse.Namespace) -> int:
+    """CapDec: the mapper learns from the captions' text embeddings (plus noise); no image is opened."""
+    from accelerate.utils import set_seed
+
+    from mmgpt2.apps.captioning.text_only import CaptionTextDataset, TextOnlyCaptioner
+    from mmgpt2.data import read_captions
+    from mmgpt2.training import train
+
+    config = _train_config(args)  # first: a bad flag fails before any caption is read
+    captions = [c for r in read_captions(args.train, args.image_root, "train") for c in r.captions]
+    set_seed(config.seed)  # before the mapper is built: one seed, one model
+    model = TextOnlyCaptioner.build(
+        args.encoder,
+        args.lm,
+        mapper="mlp",
+        generation={"max_new_tokens": args.max_new_tokens},
+        noise_variance=args.noise_variance,
+        prefix_length=args.prefix_length,
+        **({"hidden_dim": args.hidden_dim} if args.hidden_dim else {}),
+    )
+    final = train(model, CaptionTextDataset(captions, model.encoder), config)
+    model = TextOnlyCaptioner.from_pretrained(final, encoder=model.encoder, lm=model.lm)
+    model.set_memory(captions, seed=args.seed)  # DeCap's projection memory (--projection decap)
+    model.save_pretrained(final)
+    print(f"model saved to {final}")
+    return 0
+
+
 def cmd_extract(args: argparse.Namespace) -> int:
     from mmgpt2.data import extract_features, read_captions
     from mmgpt2.encoders import load_encoder
@@ -146,6 +197,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mmgpt2.encoders import load_encoder
     from mmgpt2.training import train
 
+    if args.text_only:
+        return cmd_train_text_only(args)
     config = _train_config(args)  # first: a bad flag fails before any image is encoded
     records = read_captions(args.train, args.image_root, "train")
     encoder = load_encoder(args.encoder)
@@ -271,6 +324,13 @@ def register(sub) -> None:
         help="images decoded and captioned together (memory grows with it, not with the inputs)",
     )
     p.add_argument("--device", type=device, default=None, help="cpu, cuda, cuda:1 ... (default cpu)")
+    p.add_argument("--datastore", metavar="DIR", help="retrieval captioners: retrieve from this datastore")
+    p.add_argument(
+        "--zero-shot",
+        action="store_true",
+        help="no trained part: the model's frozen LM writes, its CLIP chooses",
+    )
+    p.add_argument("--projection", choices=["none", "decap"], help="text-only models: DeCap's projection")
     add_generation_args(p)
     p.set_defaults(func=cmd_caption)
 
@@ -329,6 +389,17 @@ def register(sub) -> None:
         "--resume",
         action="store_true",
         help="continue from OUT/checkpoint with the same seed, batch size and data (ends bit-identical)",
+    )
+    p.add_argument(
+        "--text-only",
+        action="store_true",
+        help="CapDec: train on the captions' text embeddings, no images (MLP)",
+    )
+    p.add_argument(
+        "--noise-variance",
+        type=float_range(0.0, 1.0),
+        default=0.016,
+        help="--text-only: Gaussian noise variance",
     )
     p.set_defaults(func=cmd_train)
 
