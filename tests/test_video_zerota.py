@@ -14,7 +14,8 @@ import torch
 from mmgpt2.apps.video import features as features_mod
 from mmgpt2.apps.video.model import DenseVideoCaptioner
 from mmgpt2.apps.video.reader import SamplingConfig, VideoStream
-from mmgpt2.apps.video.zerota import ZeroTA, ZeroTAConfig, ZeroTAPrefix, ZeroTATrace
+from mmgpt2.apps.video.zerota import ZeroTA, ZeroTAConfig, ZeroTATrace
+from mmgpt2.apps.video.zerota.prefix import ZeroTAPrefix
 from mmgpt2.encoders import load_encoder
 from mmgpt2.lm import load_lm
 from mmgpt2.worlds import videos
@@ -193,3 +194,45 @@ def test_each_extra_rollout_gives_clip_one_more_ending_per_proposal(models, feat
         ZeroTA(encoder, lm, config).guided_decode(contexts, moments)
         counts[rollouts] = seen[0]
     assert counts[3] == 3 * counts[1] == 3 * 2 * ZeroTAConfig().guided_top_k
+
+
+def test_projection_is_fitted_once_per_pair_of_weights(models, monkeypatch):
+    from mmgpt2.apps.video.zerota import prefix as prefix_mod
+
+    encoder, lm = models
+    fits = []
+    original = prefix_mod.vocabulary_projection
+    monkeypatch.setattr(prefix_mod, "vocabulary_projection", lambda *a: fits.append(a[2:]) or original(*a))
+    cache = prefix_mod.ProjectionCache()
+    first = cache.get(encoder, lm, 500, 0.05)
+    assert cache.get(encoder, lm, 500, 0.05) is not None and len(fits) == 1
+    # Same spec, different weights: a retrained model must not reuse the old projection.
+    monkeypatch.setattr(type(lm), "weights_fingerprint", lambda self: "retrained")
+    second = cache.get(encoder, lm, 500, 0.05)
+    assert len(fits) == 2 and len(cache) == 2 and torch.equal(first.weight, second.weight)
+
+
+def test_masked_nll_is_the_lm_loss_of_each_caption(models):
+    from mmgpt2.apps.video.zerota.scoring import masked_nll
+
+    _, lm = models
+    prefix = torch.randn(2, 3, lm.hidden_size)
+    texts = ["a red circle", "a small blue square above a green triangle"]
+    batch = lm.build_inputs(prefix, None, lm.tokenize(texts, add_eos=True))
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        nll = masked_nll(lm(**batch), labels)
+        each = [lm.loss(prefix[i : i + 1], [t]) for i, t in enumerate(texts)]
+    assert torch.allclose(nll, torch.stack(each), atol=1e-5)
+
+
+def test_zerota_config_is_strict_and_bounded():
+    from mmgpt2.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown key 'evnts'"):
+        ZeroTAConfig.from_dict({"evnts": 3})
+    with pytest.raises(ConfigError, match="max_new_tokens=0: must be >= 1"):
+        ZeroTAConfig.from_dict({"max_new_tokens": 0})
+    with pytest.raises(ConfigError, match="sharpness"):
+        ZeroTAConfig.from_dict({"sharpness": [15.0]})
+    assert ZeroTAConfig.from_dict({"sharpness": [10, 90]}).sharpness == (10, 90)

@@ -17,6 +17,7 @@ from typing import Any
 from mmgpt2.apps.video.features import DEFAULT_CACHE, VideoFeatures, video_features
 from mmgpt2.apps.video.reader import SamplingConfig
 from mmgpt2.apps.video.zerota import Event, ZeroTA, ZeroTAConfig, ZeroTATrace
+from mmgpt2.apps.video.zerota.prefix import ProjectionCache
 from mmgpt2.checkpoint import atomic_write_json
 from mmgpt2.config import Config
 from mmgpt2.encoders import VisionEncoder
@@ -63,6 +64,7 @@ class DenseVideoCaptioner(FrozenPipeline):
         self.zerota = zerota or ZeroTAConfig()
         self.sampling = sampling or SamplingConfig()
         self.cache_dir = cache_dir
+        self.projections = ProjectionCache()  # fitted once per (encoder, LM) weights, reused by every video
 
     @classmethod
     def build(
@@ -123,8 +125,8 @@ class DenseVideoCaptioner(FrozenPipeline):
     ) -> list[Event]:
         """Events from precomputed `VideoFeatures`."""
         overrides = {**settings, **({"events": events} if events is not None else {})}
-        config = dataclasses.replace(self.zerota, **overrides) if overrides else self.zerota
-        return ZeroTA(self.encoder, self.lm, config).run(
+        config = self.zerota.replace(**overrides) if overrides else self.zerota
+        return ZeroTA(self.encoder, self.lm, config, self.projections).run(
             feats.features, feats.times, feats.duration, trace=trace
         )
 
