@@ -84,7 +84,7 @@ def test_zerota_finds_events_in_seconds_inside_the_video(models, feats):
     assert trace.final_segments != trace.initial_segments
 
 
-def test_vision_loss_gradient_reaches_masks_and_prefix(models, feats):
+def test_vision_loss_gradient_reaches_masks_and_prefix(models, feats, monkeypatch):
     """One step's gradients, through the same code path as `run` (steps=1, no post-processing)."""
     encoder, lm = models
     grads = {}
@@ -96,13 +96,10 @@ def test_vision_loss_gradient_reaches_masks_and_prefix(models, feats):
                 grads[id(p)] = None if p.grad is None else float(p.grad.abs().sum())
         return original(self, *args, **kwargs)
 
-    torch.optim.Adam.step = spy
-    try:
-        ZeroTA(encoder, lm, ZeroTAConfig(events=2, **{**FAST, "steps": 1})).run(
-            feats.features, feats.times, feats.duration
-        )
-    finally:
-        torch.optim.Adam.step = original
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    ZeroTA(encoder, lm, ZeroTAConfig(events=2, **{**FAST, "steps": 1})).run(
+        feats.features, feats.times, feats.duration
+    )
     # centre logits, width logits, soft prompt, projection weight and bias: all receive gradient
     assert len(grads) == 5 and all(g is not None and g > 0 for g in grads.values())
 
@@ -125,11 +122,13 @@ def test_captioner_saves_only_a_config_and_loads_back(models, tmp_path):
     assert loaded.zerota == dvc.zerota and loaded.sampling == dvc.sampling
 
 
-def test_embedded_model_points_at_the_embedded_shapes_models():
-    from mmgpt2.paths import embedded_model_dir
-
-    config = json.loads((embedded_model_dir("shapes-video-zerota") / "config.json").read_text())
-    assert (config["encoder"], config["lm"]) == ("embedded:shapes-clip", "embedded:shapes-gpt2")
+def test_embedded_model_loads_offline_on_the_embedded_shapes_models(models):
+    """The shipped captioner runs on the very weights of the embedded shapes CLIP and GPT-2."""
+    dvc = DenseVideoCaptioner.from_pretrained("shapes-video-zerota")
+    encoder, lm = models
+    assert dvc.encoder.weights_fingerprint() == encoder.weights_fingerprint()
+    assert dvc.lm.weights_fingerprint() == lm.weights_fingerprint()
+    assert dvc.zerota == ZeroTAConfig.from_dict(dvc.zerota.to_dict())  # its settings pass the strict schema
 
 
 def test_cli_dense_caption_prints_activitynet_json_and_draws_a_timeline(models, clip, tmp_path, capsys):
