@@ -44,6 +44,13 @@ class ZeroTAConfig(Config):
     lookahead: bool = True
     # endings per proposal: the greedy one plus (n - 1) sampled ones; the best-matching counts
     lookahead_rollouts: int = field(default=3, metadata=_AT_LEAST_0)
+    # speed (see benchmarks/zerota.py): all rollouts of a token step in one batch that starts from
+    # the KV cache of the pass that proposed the tokens; every CLIP text embedded once per video
+    shared_rollouts: bool = True
+    text_cache: bool = True
+    # stop optimising once every event's guided caption has stayed the same for this many
+    # regenerations in a row and no segment edge moved more than 1% of the video meanwhile (0: never)
+    patience: int = field(default=0, metadata=_AT_LEAST_0)
     # after the final choice, passes of word-by-word edits: at each position GPT-2 proposes its
     # top-k tokens and CLIP judges the whole edited caption (0 disables)
     refine_passes: int = field(default=2, metadata=_AT_LEAST_0)

@@ -16,6 +16,7 @@ from mmgpt2.apps.video.zerota.config import ZeroTAConfig
 from mmgpt2.apps.video.zerota.scoring import share_prefix_position
 from mmgpt2.encoders import VisionEncoder
 from mmgpt2.lm import IGNORE_INDEX, FrozenLM
+from mmgpt2.lm.decoding import _Rows  # the KV-cached rows every decoding mode uses
 
 
 class GuidedWriter:
@@ -28,6 +29,8 @@ class GuidedWriter:
 
     def __init__(self, encoder: VisionEncoder, lm: FrozenLM, config: ZeroTAConfig):
         self.encoder, self.lm, self.config = encoder, lm, config
+        # CLIP embedding of every text judged so far: lookahead endings repeat from step to step.
+        self._text_memo: dict[str, torch.Tensor] = {}
 
     @cached_property
     def n_prefix(self) -> int:
@@ -109,7 +112,11 @@ class GuidedWriter:
             if not live:
                 break
             batch = self._generation_inputs(contexts[live], [ids[i] for i in live])
-            logp = F.log_softmax(lm(**batch)[:, -1].float(), dim=-1)
+            if cfg.shared_rollouts:
+                cache = _Rows(lm, batch)  # its keys and values start every rollout of this step
+                logp = F.log_softmax(cache.first_logits, dim=-1)
+            else:
+                logp = F.log_softmax(lm(**batch)[:, -1].float(), dim=-1)
             top = logp.topk(min(cfg.guided_top_k, logp.shape[-1]), dim=-1)
             proposals = [
                 ids[i] + ([] if int(t) == lm.eos_token_id else [int(t)])
@@ -122,10 +129,21 @@ class GuidedWriter:
                 growing = [j for j, t in enumerate(top.indices.flatten().tolist()) if t != lm.eos_token_id]
                 # The greedy ending, plus sampled ones: a greedy ending may stop after one object
                 # where the moment shows two; a proposal counts by its best-matching ending.
-                rollouts = []
-                for r in range(max(1, cfg.lookahead_rollouts)):
-                    ended = list(proposals)
-                    if growing:
+                n_rollouts = max(1, cfg.lookahead_rollouts)
+                rollouts = [list(proposals) for _ in range(n_rollouts)]
+                if growing and cfg.shared_rollouts:
+                    endings = self._shared_rollouts(
+                        cache,
+                        [growing_row // top.indices.shape[1] for growing_row in growing],
+                        [proposals[j][-1] for j in growing],
+                        n_rollouts,
+                        cfg.max_new_tokens - step - 1,
+                    )
+                    for r in range(n_rollouts):
+                        for n, j in enumerate(growing):
+                            rollouts[r][j] = proposals[j] + endings[r * len(growing) + n]
+                elif growing:
+                    for r in range(n_rollouts):
                         finished = self._complete(
                             contexts[[rows[j] for j in growing]],
                             [proposals[j] for j in growing],
@@ -133,13 +151,11 @@ class GuidedWriter:
                             sample=r > 0,
                         )
                         for j, f in zip(growing, finished, strict=True):
-                            ended[j] = f
-                    rollouts.append(ended)
+                            rollouts[r][j] = f
             texts = [
                 self.caption_text(lm.decode(x)) or cfg.soft_prompt_init for ended in rollouts for x in ended
             ]
-            emb = F.normalize(self.encoder.encode_text(texts).float().to(lm.device), dim=-1)
-            emb = emb.view(len(rollouts), len(live), -1, moments.shape[-1])
+            emb = self._embed(texts).view(len(rollouts), len(live), -1, moments.shape[-1])
             sims = (emb @ moments[live][None, :, :, None]).squeeze(-1).amax(0)
             score = self._steer(top.values, sims, cfg.guided_clip_weight)
             for row, i in enumerate(live):
@@ -221,5 +237,65 @@ class GuidedWriter:
 
     def text_embeddings(self, texts: list[str]) -> torch.Tensor:
         """Normalised CLIP embeddings (N, D) of the captions `texts` continue, on the LM's device."""
-        emb = self.encoder.encode_text([self.caption_text(t) for t in texts]).float().to(self.lm.device)
-        return F.normalize(emb, dim=-1)
+        return self._embed([self.caption_text(t) for t in texts])
+
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        """Normalised CLIP embeddings (N, D) of `texts`, each text encoded once per writer."""
+        if not self.config.text_cache:
+            return F.normalize(self.encoder.encode_text(texts).float().to(self.lm.device), dim=-1)
+        memo = self._text_memo
+        new = list(dict.fromkeys(t for t in texts if t not in memo))
+        if new:
+            emb = F.normalize(self.encoder.encode_text(new).float().to(self.lm.device), dim=-1)
+            memo.update(zip(new, emb))
+        return torch.stack([memo[t] for t in texts])
+
+    @torch.no_grad()
+    def _shared_rollouts(
+        self, cache: _Rows, sources: list[int], first: list[int], n_rollouts: int, max_new_tokens: int
+    ) -> list[list[int]]:
+        """Endings of every proposal, all rollouts in one batch that starts from `cache`.
+
+        `cache` holds the keys and values of each live event's context and text so far (the pass
+        that proposed the tokens), so no rollout re-reads its context: row ``r * P + p`` feeds
+        proposal p's token `first[p]` after event `sources[p]`'s cache and continues it, greedily
+        for rollout 0 and sampled (top-k, temperature) for the others. Returns each row's tokens
+        after `first`, without EOS.
+        """
+        cfg, lm = self.config, self.lm
+        dev = cache.first_logits.device
+        n = len(first)
+        results: list[list[int]] = [[] for _ in range(n * n_rollouts)]
+        room = lm.max_positions - cache.mask.shape[1] - 1
+        steps = min(max_new_tokens, room)
+        if steps < 1:
+            return results
+        cache.select(torch.tensor(sources * n_rollouts, device=dev))
+        items = torch.arange(n * n_rollouts, device=dev)  # the result row each cache row writes
+        greedy = items < n
+        tokens = torch.tensor(first * n_rollouts, device=dev)
+        generated = torch.empty(len(items), 0, dtype=torch.long, device=dev)
+        for _ in range(steps):
+            logits, _ = cache.advance(tokens)
+            nxt = logits.argmax(-1)
+            if not bool(greedy.all()):
+                warped = logits / cfg.sample_temperature
+                if 0 < cfg.sample_top_k < warped.shape[-1]:
+                    kth = warped.topk(cfg.sample_top_k, dim=-1).values[:, -1:]
+                    warped = warped.masked_fill(warped < kth, float("-inf"))
+                sampled = torch.multinomial(warped.softmax(-1), 1)[:, 0]
+                nxt = torch.where(greedy, nxt, sampled)
+            finished = nxt == lm.eos_token_id
+            generated = torch.cat([generated, nxt[:, None]], dim=1)
+            if bool(finished.any()):
+                for r in finished.nonzero()[:, 0].tolist():
+                    results[int(items[r])] = generated[r, :-1].tolist()
+                keep = (~finished).nonzero()[:, 0]
+                if keep.numel() == 0:
+                    return results
+                cache.select(keep)  # finished endings leave the batch
+                items, generated, nxt, greedy = items[keep], generated[keep], nxt[keep], greedy[keep]
+            tokens = nxt
+        for r, seq in zip(items.tolist(), generated.tolist(), strict=True):
+            results[r] = seq
+        return results

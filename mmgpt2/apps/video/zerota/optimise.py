@@ -43,6 +43,29 @@ class _Round:
     text_emb: torch.Tensor  # (C, D) normalised CLIP embeddings
     own: list[int]  # per event: the pool index of its own caption
     reference: torch.Tensor | None  # unprefixed logits along the own captions (language loss)
+    guided: list[str]  # per event: its CLIP-guided caption
+
+
+class _Settling:
+    """Counts regenerations after which nothing visible changed: same guided captions, and no
+    segment edge moved more than `tolerance` (normalised time). The captions are what a user
+    gets and the segments where; once both hold still, further steps only cost time."""
+
+    def __init__(self, patience: int, tolerance: float = 0.01):
+        self.patience, self.tolerance, self.calm = patience, tolerance, 0
+        self.captions: list[str] | None = None
+        self.segments: torch.Tensor | None = None
+
+    def update(self, captions: list[str], segments: torch.Tensor) -> bool:
+        """Record one regeneration; True once `patience` calm ones came in a row."""
+        same = (
+            self.captions == captions
+            and self.segments is not None
+            and bool((segments - self.segments).abs().max() <= self.tolerance)
+        )
+        self.calm = self.calm + 1 if same else 0
+        self.captions, self.segments = captions, segments
+        return self.calm >= self.patience
 
 
 @dataclass
@@ -139,12 +162,15 @@ class ZeroTA:
             "coverage": cfg.w_coverage,
         }
         archive: list[dict[str, None]] = [{} for _ in range(cfg.events)]
+        settled = _Settling(cfg.patience)
         for step in range(cfg.steps):
             masks = moments(tn, sharpness_at(step, cfg.steps, *cfg.sharpness))
             emb = moment_embeddings(masks, frames)
             contexts = prefix(emb)
             if step % cfg.regenerate_every == 0:
                 current = self._regenerate(contexts.detach(), emb.detach(), gen, archive)
+                if cfg.patience and settled.update(current.guided, moments.segments()):
+                    break
             parts = self._losses(masks, emb, contexts, current)
             loss = sum(weights[n] * v for n, v in parts.items())
             opt.zero_grad(set_to_none=True)
@@ -177,7 +203,7 @@ class ZeroTA:
         reference = (
             unprefixed_logits(lm, self.hard_ids, [pool_ids[j] for j in own]) if cfg.w_language else None
         )
-        return _Round(pool, pool_ids, text_emb, own, reference)
+        return _Round(pool, pool_ids, text_emb, own, reference, [c[0] for c in cands])
 
     def _losses(
         self, masks: torch.Tensor, emb: torch.Tensor, contexts: torch.Tensor, current: _Round
