@@ -184,7 +184,9 @@ def test_each_extra_rollout_gives_clip_one_more_ending_per_proposal(models, feat
     counts = {}
     original = encoder.encode_text
     for rollouts in (1, 3):
-        config = ZeroTAConfig(events=2, max_new_tokens=6, lookahead=True, lookahead_rollouts=rollouts)
+        config = ZeroTAConfig(
+            events=2, max_new_tokens=6, lookahead=True, lookahead_rollouts=rollouts, text_cache=False
+        )
         contexts = ZeroTAPrefix(encoder, lm, config)(moments)  # before the spy: it embeds the vocabulary
         seen: list[int] = []
         monkeypatch.setattr(
@@ -235,3 +237,37 @@ def test_zerota_config_is_strict_and_bounded():
     with pytest.raises(ConfigError, match="sharpness"):
         ZeroTAConfig.from_dict({"sharpness": [15.0]})
     assert ZeroTAConfig.from_dict({"sharpness": [10, 90]}).sharpness == (10, 90)
+
+
+def test_shared_rollouts_write_what_separate_decoding_writes(models, feats):
+    """Greedy lookahead from the proposing pass's KV cache equals decoding each rollout afresh."""
+    encoder, lm = models
+    moments = feats.features[[1, 8]]
+    captions = {}
+    for shared in (False, True):
+        config = ZeroTAConfig(events=2, max_new_tokens=8, lookahead_rollouts=1, shared_rollouts=shared)
+        contexts = ZeroTAPrefix(encoder, lm, config)(moments)
+        captions[shared] = ZeroTA(encoder, lm, config).guided_decode(contexts, moments)
+    assert captions[True] == captions[False] and all(captions[True])
+
+
+def test_optimisation_stops_once_captions_and_segments_settle():
+    from mmgpt2.apps.video.zerota.optimise import _Settling
+
+    settling = _Settling(patience=2)
+    seg = torch.tensor([[0.0, 0.5], [0.5, 1.0]])
+    assert not settling.update(["a", "b"], seg)  # nothing to compare with yet
+    assert not settling.update(["a", "b"], seg + 0.005)  # calm once
+    assert not settling.update(["a", "c"], seg)  # a caption changed: start again
+    assert not settling.update(["a", "c"], seg + 0.05)  # a segment moved
+    assert not settling.update(["a", "c"], seg + 0.05)
+    assert settling.update(["a", "c"], seg + 0.05)  # calm twice in a row
+
+
+def test_zerocap_style_baseline_writes_a_caption_after_its_prompt(models, feats):
+    from mmgpt2.apps.video.zerota.zerocap import ZeroCapSettings, zerocap_caption
+
+    encoder, lm = models
+    settings = ZeroCapSettings(steps_per_token=1, max_tokens=4, top_k=16)
+    text = zerocap_caption(encoder, lm, feats.features[:4].mean(0), settings)
+    assert text.startswith("a picture of") and 4 <= len(text.split()) <= 3 + 4
