@@ -62,9 +62,9 @@ def run_dense_caption(args: argparse.Namespace) -> int:
     if args.events is not None:
         model.zerota.events = args.events
     try:
-        from accelerate import PartialState
+        from mmgpt2.apps.video.model import process_state
 
-        distributed = PartialState().num_processes > 1
+        distributed = process_state(model).num_processes > 1
     except ImportError:
         distributed = False
     if distributed:

@@ -156,6 +156,18 @@ def activitynet_predictions(results: dict[str, list[Event]], external: dict | No
     }
 
 
+def process_state(captioner: DenseVideoCaptioner):
+    """accelerate's `PartialState` for this captioner: one process unless under `accelerate launch`.
+
+    A CPU captioner asks for CPU processes (gloo): without that, accelerate on a machine with no
+    GPU sees the launched processes as one each. (On CPU, `accelerate launch` starts several
+    processes only with ``--multi_gpu`` or mpirun: ``accelerate launch --multi_gpu --num_processes 2``.)
+    """
+    from accelerate import PartialState
+
+    return PartialState(cpu=captioner.lm.device.type == "cpu")
+
+
 def caption_videos_distributed(
     captioner: DenseVideoCaptioner,
     paths: Sequence[str | os.PathLike],
@@ -170,10 +182,9 @@ def caption_videos_distributed(
 
     Example:
         accelerate launch --num_processes 4 recipes/zerota_activitynet.py --videos v/ --gt val_1.json
+        accelerate launch --multi_gpu --num_processes 2 -m mmgpt2.cli.main dense-caption v/*.mp4 --out p.json
     """
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = process_state(captioner)
     out = Path(out_json)
     paths = [str(p) for p in paths]
     with state.split_between_processes(paths) as mine:
@@ -190,14 +201,10 @@ def caption_videos_distributed(
         merged.update(data["predictions"])
         all_errors.update(data["errors"])
         p.unlink()
-    doc = {
-        "version": "VERSION 1.0",
-        "results": merged,
-        "external_data": {
-            "used": False,
-            "details": "zero-shot: frozen CLIP and GPT-2 (mmgpt2 ZeroTA)",
-            "errors": all_errors,
-        },
-    }
+    # Exactly what one process writes for the same videos (results in input order, errors if any).
+    doc = activitynet_predictions({})
+    doc["results"] = {video_id(p): merged[video_id(p)] for p in paths if video_id(p) in merged}
+    if all_errors:
+        doc["external_data"]["errors"] = all_errors
     atomic_write_json(out, doc)
     return doc
