@@ -115,7 +115,9 @@ class ZeroTAPrefix(nn.Module):
         m = config.moment_tokens
         self.proj = nn.Linear(w.shape[0], m * d).to(lm.device)
         with torch.no_grad():
-            # Every moment token starts as the ridge map; a little noise lets them specialise.
+            # Every moment token starts as the ridge map; a little noise lets them specialise. The
+            # noise comes from a CPU generator on purpose (once per video, not per step): the same
+            # seed then starts the same optimisation on CPU and on CUDA.
             g = torch.Generator().manual_seed(config.seed)
             noise = torch.randn(m * d, w.shape[0], generator=g).to(w.device) * 0.01 * w.std()
             self.proj.weight.copy_(w.T.repeat(m, 1) + noise)

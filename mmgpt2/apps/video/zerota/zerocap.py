@@ -8,8 +8,9 @@ distribution (weight `ce_scale`); the shifted and unshifted distributions are th
 (``p^fusion * p0^(1 - fusion)``) and the best token appended. Defaults are the published ones
 (`model/ZeroCLIP.py` of the ZeroCap code); CLIP sees the prompt + text so far + candidate, as in
 ZeroCap. Two liberties, both making it cheaper and so every timing comparison against it
-conservative: greedy decoding (beam 1 instead of 5), and each candidate text CLIP-embedded once per
-token rather than at each of its gradient steps (the top-k rarely changes between them).
+conservative: greedy decoding (beam 1 instead of 5), and (`reuse_clip_scores`, on by default) each candidate
+text CLIP-embedded once per token rather than at each of its gradient steps (the top-k rarely
+changes between them; with the embedded GPT-2's 358-token vocabulary it never does).
 
 Example:
     >>> zerocap_caption(encoder, lm, segment_embedding, ZeroCapSettings(max_tokens=12))
@@ -42,6 +43,8 @@ class ZeroCapSettings(Config):
     clip_temperature: float = field(default=0.01, metadata={"min": 1e-6})
     max_tokens: int = field(default=15, metadata={"min": 1})
     prompt: str = "a picture of"
+    # ours: embed each candidate text once per token, not at each of its gradient steps
+    reuse_clip_scores: bool = True
 
 
 def _shifted_cache(lm: FrozenLM, layers: list[tuple[torch.Tensor, torch.Tensor]]):
@@ -91,6 +94,8 @@ def zerocap_caption(
                 logits = lm.model(input_ids=tokens[:, -1:], cache=shifted).logits[0, -1].float()
                 probs = F.softmax(logits, -1)
                 top = probs.topk(min(s.top_k, probs.shape[-1])).indices
+                if not s.reuse_clip_scores:
+                    scored.clear()  # as ZeroCap does: CLIP embeds the candidates at every step
                 sims = torch.stack([scored[t] for t in _score_new(top.tolist())])
                 target = torch.zeros_like(probs).index_put_((top,), F.softmax(sims / s.clip_temperature, -1))
                 clip_loss = -(target * probs.clamp_min(1e-12).log()).sum()
