@@ -80,7 +80,7 @@ def test_zerota_recipe_end_to_end_keys_results_by_annotation_id(anet, tmp_path):
     assert scores["missing_videos"] == [f"v_{IDS[3]}"]
     assert list(scores["duplicate_videos"]) == [f"v_{IDS[2]}"]
     assert scores["videos_scored"] == 3 and scores["num_videos"] == 3 and scores["failed_videos"] == {}
-    assert scores["ignored_predicted_videos"] == 0  # every prediction met its ground truth
+    assert scores["predicted_videos_not_in_gt"] == 0  # every prediction met its ground truth
 
 
 def test_annotation_ids_survive_captioning_whatever_the_file_names(tmp_path):

@@ -12,7 +12,8 @@ from mmgpt2.apps.video.moments import (
     pairwise_soft_tiou,
     sharpness_at,
 )
-from mmgpt2.apps.video.zerota import Event, ZeroTAConfig, postprocess
+from mmgpt2.apps.video.zerota.config import Event, ZeroTAConfig
+from mmgpt2.apps.video.zerota.postprocess import postprocess
 
 
 def test_masks_start_as_an_even_tiling_and_are_one_inside_zero_outside():
@@ -76,7 +77,7 @@ def test_postprocess_merges_adjacent_same_captions_and_drops_duplicates():
 
 
 def test_config_rejects_unknown_or_bad_settings():
-    with pytest.raises(ValueError, match="unknown ZeroTA setting"):
+    with pytest.raises(ValueError, match="unknown key .evnts."):
         ZeroTAConfig.from_dict({"evnts": 3})
     with pytest.raises(ValueError):
         ZeroTAConfig(events=0)

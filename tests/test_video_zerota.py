@@ -14,7 +14,8 @@ import torch
 from mmgpt2.apps.video import features as features_mod
 from mmgpt2.apps.video.model import DenseVideoCaptioner
 from mmgpt2.apps.video.reader import SamplingConfig, VideoStream
-from mmgpt2.apps.video.zerota import ZeroTA, ZeroTAConfig, ZeroTAPrefix, ZeroTATrace
+from mmgpt2.apps.video.zerota import ZeroTA, ZeroTAConfig, ZeroTATrace
+from mmgpt2.apps.video.zerota.prefix import ZeroTAPrefix
 from mmgpt2.encoders import load_encoder
 from mmgpt2.lm import load_lm
 from mmgpt2.worlds import videos
@@ -83,7 +84,7 @@ def test_zerota_finds_events_in_seconds_inside_the_video(models, feats):
     assert trace.final_segments != trace.initial_segments
 
 
-def test_vision_loss_gradient_reaches_masks_and_prefix(models, feats):
+def test_vision_loss_gradient_reaches_masks_and_prefix(models, feats, monkeypatch):
     """One step's gradients, through the same code path as `run` (steps=1, no post-processing)."""
     encoder, lm = models
     grads = {}
@@ -95,13 +96,10 @@ def test_vision_loss_gradient_reaches_masks_and_prefix(models, feats):
                 grads[id(p)] = None if p.grad is None else float(p.grad.abs().sum())
         return original(self, *args, **kwargs)
 
-    torch.optim.Adam.step = spy
-    try:
-        ZeroTA(encoder, lm, ZeroTAConfig(events=2, **{**FAST, "steps": 1})).run(
-            feats.features, feats.times, feats.duration
-        )
-    finally:
-        torch.optim.Adam.step = original
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    ZeroTA(encoder, lm, ZeroTAConfig(events=2, **{**FAST, "steps": 1})).run(
+        feats.features, feats.times, feats.duration
+    )
     # centre logits, width logits, soft prompt, projection weight and bias: all receive gradient
     assert len(grads) == 5 and all(g is not None and g > 0 for g in grads.values())
 
@@ -124,11 +122,13 @@ def test_captioner_saves_only_a_config_and_loads_back(models, tmp_path):
     assert loaded.zerota == dvc.zerota and loaded.sampling == dvc.sampling
 
 
-def test_embedded_model_points_at_the_embedded_shapes_models():
-    from mmgpt2.paths import embedded_model_dir
-
-    config = json.loads((embedded_model_dir("shapes-video-zerota") / "config.json").read_text())
-    assert (config["encoder"], config["lm"]) == ("embedded:shapes-clip", "embedded:shapes-gpt2")
+def test_embedded_model_loads_offline_on_the_embedded_shapes_models(models):
+    """The shipped captioner runs on the very weights of the embedded shapes CLIP and GPT-2."""
+    dvc = DenseVideoCaptioner.from_pretrained("shapes-video-zerota")
+    encoder, lm = models
+    assert dvc.encoder.weights_fingerprint() == encoder.weights_fingerprint()
+    assert dvc.lm.weights_fingerprint() == lm.weights_fingerprint()
+    assert dvc.zerota == ZeroTAConfig.from_dict(dvc.zerota.to_dict())  # its settings pass the strict schema
 
 
 def test_cli_dense_caption_prints_activitynet_json_and_draws_a_timeline(models, clip, tmp_path, capsys):
@@ -184,7 +184,9 @@ def test_each_extra_rollout_gives_clip_one_more_ending_per_proposal(models, feat
     counts = {}
     original = encoder.encode_text
     for rollouts in (1, 3):
-        config = ZeroTAConfig(events=2, max_new_tokens=6, lookahead=True, lookahead_rollouts=rollouts)
+        config = ZeroTAConfig(
+            events=2, max_new_tokens=6, lookahead=True, lookahead_rollouts=rollouts, text_cache=False
+        )
         contexts = ZeroTAPrefix(encoder, lm, config)(moments)  # before the spy: it embeds the vocabulary
         seen: list[int] = []
         monkeypatch.setattr(
@@ -193,3 +195,79 @@ def test_each_extra_rollout_gives_clip_one_more_ending_per_proposal(models, feat
         ZeroTA(encoder, lm, config).guided_decode(contexts, moments)
         counts[rollouts] = seen[0]
     assert counts[3] == 3 * counts[1] == 3 * 2 * ZeroTAConfig().guided_top_k
+
+
+def test_projection_is_fitted_once_per_pair_of_weights(models, monkeypatch):
+    from mmgpt2.apps.video.zerota import prefix as prefix_mod
+
+    encoder, lm = models
+    fits = []
+    original = prefix_mod.vocabulary_projection
+    monkeypatch.setattr(prefix_mod, "vocabulary_projection", lambda *a: fits.append(a[2:]) or original(*a))
+    cache = prefix_mod.ProjectionCache()
+    first = cache.get(encoder, lm, 500, 0.05)
+    assert cache.get(encoder, lm, 500, 0.05) is not None and len(fits) == 1
+    # Same spec, different weights: a retrained model must not reuse the old projection.
+    monkeypatch.setattr(type(lm), "weights_fingerprint", lambda self: "retrained")
+    second = cache.get(encoder, lm, 500, 0.05)
+    assert len(fits) == 2 and len(cache) == 2 and torch.equal(first.weight, second.weight)
+
+
+def test_masked_nll_is_the_lm_loss_of_each_caption(models):
+    from mmgpt2.apps.video.zerota.scoring import masked_nll
+
+    _, lm = models
+    prefix = torch.randn(2, 3, lm.hidden_size)
+    texts = ["a red circle", "a small blue square above a green triangle"]
+    batch = lm.build_inputs(prefix, None, lm.tokenize(texts, add_eos=True))
+    labels = batch.pop("labels")
+    with torch.no_grad():
+        nll = masked_nll(lm(**batch), labels)
+        each = [lm.loss(prefix[i : i + 1], [t]) for i, t in enumerate(texts)]
+    assert torch.allclose(nll, torch.stack(each), atol=1e-5)
+
+
+def test_zerota_config_is_strict_and_bounded():
+    from mmgpt2.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown key 'evnts'"):
+        ZeroTAConfig.from_dict({"evnts": 3})
+    with pytest.raises(ConfigError, match="max_new_tokens=0: must be >= 1"):
+        ZeroTAConfig.from_dict({"max_new_tokens": 0})
+    with pytest.raises(ConfigError, match="sharpness"):
+        ZeroTAConfig.from_dict({"sharpness": [15.0]})
+    assert ZeroTAConfig.from_dict({"sharpness": [10, 90]}).sharpness == (10, 90)
+
+
+def test_shared_rollouts_write_what_separate_decoding_writes(models, feats):
+    """Greedy lookahead from the proposing pass's KV cache equals decoding each rollout afresh."""
+    encoder, lm = models
+    moments = feats.features[[1, 8]]
+    captions = {}
+    for shared in (False, True):
+        config = ZeroTAConfig(events=2, max_new_tokens=8, lookahead_rollouts=1, shared_rollouts=shared)
+        contexts = ZeroTAPrefix(encoder, lm, config)(moments)
+        captions[shared] = ZeroTA(encoder, lm, config).guided_decode(contexts, moments)
+    assert captions[True] == captions[False] and all(captions[True])
+
+
+def test_optimisation_stops_once_captions_and_segments_settle():
+    from mmgpt2.apps.video.zerota.optimise import _Settling
+
+    settling = _Settling(patience=2)
+    seg = torch.tensor([[0.0, 0.5], [0.5, 1.0]])
+    assert not settling.update(["a", "b"], seg)  # nothing to compare with yet
+    assert not settling.update(["a", "b"], seg + 0.005)  # calm once
+    assert not settling.update(["a", "c"], seg)  # a caption changed: start again
+    assert not settling.update(["a", "c"], seg + 0.05)  # a segment moved
+    assert not settling.update(["a", "c"], seg + 0.05)
+    assert settling.update(["a", "c"], seg + 0.05)  # calm twice in a row
+
+
+def test_zerocap_style_baseline_writes_a_caption_after_its_prompt(models, feats):
+    from mmgpt2.apps.video.zerota.zerocap import ZeroCapSettings, zerocap_caption
+
+    encoder, lm = models
+    settings = ZeroCapSettings(steps_per_token=1, max_tokens=4, top_k=16)
+    text = zerocap_caption(encoder, lm, feats.features[:4].mean(0), settings)
+    assert text.startswith("a picture of") and 4 <= len(text.split()) <= 3 + 4

@@ -62,9 +62,9 @@ def run_dense_caption(args: argparse.Namespace) -> int:
         model.zerota = dataclasses.replace(model.zerota, **settings)
     videos, duplicates = unique_video_ids(args.videos)
     try:
-        from accelerate import PartialState
+        from mmgpt2.apps.video.model import process_state
 
-        distributed = PartialState().num_processes > 1
+        distributed = process_state(model).num_processes > 1
     except ImportError:
         distributed = False
     if distributed:

@@ -186,8 +186,8 @@ def load_lm(spec: str, device: str | None = None) -> FrozenLM:
     """Load a frozen LM from a spec.
 
     ``gpt2`` / ``hf:gpt2-medium`` (Hub id or local folder, downloads weights),
-    ``embedded:shapes-gpt2`` (an embedded tiny model), ``random:gpt2`` (the 124M architecture with
-    random weights and the embedded tokenizer; for shape and speed tests).
+    ``embedded:shapes-gpt2`` (an embedded tiny model), ``random:gpt2`` / ``random:gpt2-medium`` (the
+    124M / 355M architecture with random weights and the embedded tokenizer; for shape and speed tests).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -209,12 +209,12 @@ def load_lm(spec: str, device: str | None = None) -> FrozenLM:
 
         from mmgpt2.lm.tokenizer import fallback_tokenizer
 
-        if rest not in ("gpt2", "gpt2-124m"):
-            raise Mmgpt2Error(
-                f"random:{rest}: only the 124M 'gpt2' architecture is offered with random weights"
-            )
+        # GPT-2 sizes (Radford et al. 2019), for shape and speed tests at the real scale
+        sizes = {"gpt2": {}, "gpt2-124m": {}, "gpt2-medium": {"n_embd": 1024, "n_layer": 24, "n_head": 16}}
+        if rest not in sizes:
+            raise Mmgpt2Error(f"random:{rest}: offered with random weights: {', '.join(sizes)}")
         torch.manual_seed(0)
-        model = GPT2LMHeadModel(GPT2Config())
+        model = GPT2LMHeadModel(GPT2Config(**sizes[rest]))
         tokenizer = fallback_tokenizer()
     else:
         raise Mmgpt2Error(f"unknown LM spec kind {kind!r} in {spec!r} (use hf:, embedded: or random:)")

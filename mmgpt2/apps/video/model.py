@@ -18,6 +18,7 @@ from mmgpt2.apps.video.features import DEFAULT_CACHE, VideoFeatures, video_featu
 from mmgpt2.apps.video.limits import bounded_events
 from mmgpt2.apps.video.reader import SamplingConfig
 from mmgpt2.apps.video.zerota import Event, ZeroTA, ZeroTAConfig, ZeroTATrace
+from mmgpt2.apps.video.zerota.prefix import ProjectionCache
 from mmgpt2.checkpoint import atomic_write_json
 from mmgpt2.config import Config
 from mmgpt2.encoders import VisionEncoder
@@ -72,6 +73,7 @@ class DenseVideoCaptioner(FrozenPipeline):
         self.zerota = zerota or ZeroTAConfig()
         self.sampling = sampling or SamplingConfig()
         self.cache_dir = cache_dir
+        self.projections = ProjectionCache()  # fitted once per (encoder, LM) weights, reused by every video
 
     @classmethod
     def build(
@@ -132,11 +134,11 @@ class DenseVideoCaptioner(FrozenPipeline):
     ) -> list[Event]:
         """Events from precomputed `VideoFeatures`; at most `MAX_EVENTS`, and one per sampled frame."""
         overrides = {**settings, **({"events": events} if events is not None else {})}
-        config = dataclasses.replace(self.zerota, **overrides) if overrides else self.zerota
+        config = self.zerota.replace(**overrides) if overrides else self.zerota
         bounded = bounded_events(config.events, len(feats.times))
         if bounded != config.events:
-            config = dataclasses.replace(config, events=bounded)
-        return ZeroTA(self.encoder, self.lm, config).run(
+            config = config.replace(events=bounded)
+        return ZeroTA(self.encoder, self.lm, config, self.projections).run(
             feats.features, feats.times, feats.duration, trace=trace
         )
 
@@ -172,6 +174,18 @@ def activitynet_predictions(results: dict[str, list[Event]], external: dict | No
     }
 
 
+def process_state(captioner: DenseVideoCaptioner):
+    """accelerate's `PartialState` for this captioner: one process unless under `accelerate launch`.
+
+    A CPU captioner asks for CPU processes (gloo): without that, accelerate on a machine with no
+    GPU sees the launched processes as one each. (On CPU, `accelerate launch` starts several
+    processes only with ``--multi_gpu`` or mpirun: ``accelerate launch --multi_gpu --num_processes 2``.)
+    """
+    from accelerate import PartialState
+
+    return PartialState(cpu=captioner.lm.device.type == "cpu")
+
+
 def caption_videos_distributed(
     captioner: DenseVideoCaptioner,
     paths: Sequence[str | os.PathLike] | Mapping[str, str | os.PathLike],
@@ -187,10 +201,9 @@ def caption_videos_distributed(
 
     Example:
         accelerate launch --num_processes 4 recipes/zerota_activitynet.py --videos v/ --gt val_1.json
+        accelerate launch --multi_gpu --num_processes 2 -m mmgpt2.cli.main dense-caption v/*.mp4 --out p.json
     """
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = process_state(captioner)
     out = Path(out_json)
     pairs = _keyed(paths)
     with state.split_between_processes(pairs) as mine:
@@ -207,14 +220,10 @@ def caption_videos_distributed(
         merged.update(data["predictions"])
         all_errors.update(data["errors"])
         p.unlink()
-    doc = {
-        "version": "VERSION 1.0",
-        "results": merged,
-        "external_data": {
-            "used": False,
-            "details": "zero-shot: frozen CLIP and GPT-2 (mmgpt2 ZeroTA)",
-            "errors": all_errors,
-        },
-    }
+    # Exactly what one process writes for the same videos (results in input order, errors if any).
+    doc = activitynet_predictions({})
+    doc["results"] = {video_id(p): merged[video_id(p)] for p in paths if video_id(p) in merged}
+    if all_errors:
+        doc["external_data"]["errors"] = all_errors
     atomic_write_json(out, doc)
     return doc
