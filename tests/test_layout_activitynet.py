@@ -11,6 +11,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -89,6 +90,8 @@ def test_annotation_ids_survive_captioning_whatever_the_file_names(tmp_path):
     from mmgpt2.apps.video.zerota import Event
 
     class Stub(DenseVideoCaptioner):
+        lm = SimpleNamespace(device=torch.device("cpu"))  # a CPU captioner: one CPU process
+
         def __init__(self):  # no models: only the keying is under test
             pass
 
