@@ -20,9 +20,12 @@ JSON (format, version, encoder, dim, count, index kind), the rows as JSON lines 
 row, at least ``"source_ids"``) and ``index.faiss``.
 
 Example:
+    >>> from mmgpt2.encoders import load_encoder
     >>> enc = load_encoder("embedded:shapes-clip")
-    >>> store = TextIndex.embed(["a red circle", "a blue square"], [["img1"], ["img2"]], enc)
-    >>> store.search(enc.encode_image(pixels), k=1, exclude_source=["img1"])   # [[(row, cosine)]]
+    >>> store = TextIndex.embed(["a red circle", "a blue square"], [["img1"], ["img2"]], enc, progress=False)
+    >>> hits = store.search(enc.encode_text(["a red circle"]), k=1, exclude_source=["img1"])  # [[(row, cosine)]]
+    >>> [[(row, round(score, 2)) for row, score in row_hits] for row_hits in hits]
+    [[(1, -0.23)]]
 """
 
 from __future__ import annotations
@@ -120,8 +123,12 @@ class TextIndex:
     """Distinct texts, their source ids, and a FAISS inner-product index over their embeddings.
 
     Example:
-        >>> store = TextIndex(["a red circle"], [["img1"]], vectors, "embedded:shapes-clip")
-        >>> store.search(query_vectors, k=4)        # per query row: [(row, cosine), ...] best first
+        >>> import numpy as np
+        >>> vectors = np.array([[1.0, 0.0], [0.6, 0.8]], dtype=np.float32)
+        >>> store = TextIndex(["a red circle", "a blue square"], [["img1"], ["img2"]], vectors, "embedded:shapes-clip")
+        >>> hits = store.search(np.array([[1.0, 0.0]], dtype=np.float32), k=4)  # per query row, best first
+        >>> [[(row, round(score, 2)) for row, score in row_hits] for row_hits in hits]
+        [[(0, 1.0), (1, 0.6)]]
     """
 
     def __init__(

@@ -49,7 +49,7 @@ class ModelRegistry:
     Example:
         >>> models = ModelRegistry()
         >>> models.choices("caption")
-        ['shapes-tiny', 'shapes-tiny-transformer']
+        ['shapes-tiny', 'shapes-tiny-split', 'shapes-tiny-transformer']
         >>> with models.lock("shapes-tiny"):
         ...     models.get("shapes-tiny").caption(["assets/examples/shapes_0.png"])
         ['a picture of a large yellow circle in the center']

@@ -18,9 +18,9 @@ left-padded LM inputs of its own contexts followed by the text so far, and the C
 embedding; ZeroTA's guided writer does the same with moment embeddings and could call it too.
 
 Example:
-    >>> make = lambda rows, ids: lm_inputs(lm, context.expand(len(rows), -1, -1), ids)
-    >>> ids = guided_decode(lm, encoder, make, image_embeddings, GuidedSettings(top_k=8))
-    >>> [lm.decode(x) for x in ids]
+    >>> make = lambda rows, ids: lm_inputs(lm, context.expand(len(rows), -1, -1), ids)  # doctest: +SKIP
+    >>> ids = guided_decode(lm, encoder, make, image_embeddings, GuidedSettings(top_k=8))  # doctest: +SKIP
+    >>> [lm.decode(x) for x in ids]  # doctest: +SKIP
 """
 
 from __future__ import annotations

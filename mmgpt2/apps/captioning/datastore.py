@@ -12,10 +12,18 @@ Folder layout (`save` / `load`)::
     index.faiss       the FAISS index (flat up to 200k captions, IVF above)
 
 Example:
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> from mmgpt2.encoders import load_encoder
     >>> enc = load_encoder("embedded:shapes-clip")
-    >>> store = CaptionDatastore.from_jsonl("data/shapes/captions.jsonl", enc)
-    >>> store.save("ds/")
-    >>> CaptionDatastore.load("ds/").query(enc.encode_image(pixels), k=4)   # [["a red circle ...", ...]]
+    >>> store = CaptionDatastore.from_jsonl("data/shapes/captions.jsonl", enc)  # doctest: +SKIP
+    >>> store = CaptionDatastore.from_captions(
+    ...     ["a large yellow circle in the center", "a small red square at the top"], ["im1", "im2"], enc, progress=False
+    ... )
+    >>> folder = store.save(tempfile.mkdtemp())
+    >>> pixels = enc.preprocess_batch([Image.open("assets/examples/shapes_0.png").convert("RGB")])
+    >>> CaptionDatastore.load(folder).query(enc.encode_image(pixels), k=2)
+    [['a large yellow circle in the center', 'a small red square at the top']]
 """
 
 from __future__ import annotations
@@ -112,7 +120,11 @@ class CaptionDatastore:
         """One caption per entry of `captions`, each from the image `source_ids[i]` (merged by text).
 
         Example:
-            >>> CaptionDatastore.from_captions(["a red circle", "a red circle"], ["im1", "im2"], enc).store.source_ids
+            >>> from mmgpt2.encoders import load_encoder
+            >>> enc = load_encoder("embedded:shapes-clip")
+            >>> CaptionDatastore.from_captions(
+            ...     ["a red circle", "a red circle"], ["im1", "im2"], enc, progress=False
+            ... ).store.source_ids
             [['im1', 'im2']]
         """
         if len(captions) != len(source_ids):

@@ -21,11 +21,23 @@ Folder layout (`save` / `load`)::
     index.faiss       the FAISS index (N rows of D float32; flat or IVF, see kg.json "index")
 
 Example:
+    >>> import tempfile
+    >>> from mmgpt2.encoders import load_encoder
     >>> enc = load_encoder("embedded:chest-clip")
-    >>> kg = KnowledgeGraph.from_jsonl("triplets.jsonl", enc)
-    >>> kg.save("kg/")
-    >>> hits = KnowledgeGraph.load("kg/").query(enc.encode_image(pixels)[0], k=7, exclude_source="s123")
-    >>> hits[0]["head"], hits[0]["score"]
+    >>> kg = KnowledgeGraph.from_jsonl("triplets.jsonl", enc)  # doctest: +SKIP
+    >>> kg = KnowledgeGraph.from_triplets(
+    ...     [
+    ...         {"head": "effusion", "relation": "suggestive_of", "tail": "heart failure", "source_id": "s1"},
+    ...         {"head": "opacity", "relation": "located_at", "tail": "left lung", "source_id": "s123"},
+    ...     ],
+    ...     enc,
+    ...     progress=False,
+    ... )
+    >>> folder = kg.save(tempfile.mkdtemp())
+    >>> query = enc.encode_text(["effusion suggestive of heart failure"])[0]
+    >>> hits = KnowledgeGraph.load(folder).query(query, k=7, exclude_source="s123")
+    >>> len(hits), hits[0]["head"], round(hits[0]["score"], 2)
+    (1, 'effusion', 1.0)
 """
 
 from __future__ import annotations
@@ -170,8 +182,13 @@ class KnowledgeGraph:
         """Embed each distinct triplet's text with `encoder.encode_text` and index it (`index`: see the class).
 
         Example:
-            >>> KnowledgeGraph.from_triplets([{"head": "effusion", "relation": "suggestive_of",
-            ...     "tail": "heart failure", "source_id": "s1"}], load_encoder("embedded:chest-clip"))
+            >>> from mmgpt2.encoders import load_encoder
+            >>> KnowledgeGraph.from_triplets(
+            ...     [{"head": "effusion", "relation": "suggestive_of", "tail": "heart failure", "source_id": "s1"}],
+            ...     load_encoder("embedded:chest-clip"),
+            ...     progress=False,
+            ... )
+            KnowledgeGraph(1 triplets, dim=64, index=flat, encoder='embedded:chest-clip')
         """
         triplets = merge_triplets(rows)
         vectors = (
