@@ -16,9 +16,9 @@ def masked_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     label t + 1. Rows without labels score 0.
 
     Example:
-        >>> batch = lm.build_inputs(prefix, None, lm.tokenize(["a red circle"], add_eos=True))
-        >>> labels = batch.pop("labels")
-        >>> masked_nll(lm(**batch), labels)       # (1,) nats per token
+        >>> batch = lm.build_inputs(prefix, None, lm.tokenize(["a red circle"], add_eos=True))  # doctest: +SKIP
+        >>> labels = batch.pop("labels")  # doctest: +SKIP
+        >>> masked_nll(lm(**batch), labels)       # (1,) nats per token  # doctest: +SKIP
     """
     target = labels[:, 1:]
     logits = logits[:, :-1].float()
