@@ -26,8 +26,13 @@ class SoftMoments(nn.Module):
 
     Example:
         >>> moments = SoftMoments(3)
-        >>> masks = moments(torch.linspace(0, 1, 50), sharpness=30.0)   # (3, 50) in [0, 1]
-        >>> moments.segments()                                          # (3, 2) start/end in [0, 1]
+        >>> masks = moments(torch.linspace(0, 1, 50), sharpness=30.0)
+        >>> tuple(masks.shape), bool(masks.min() >= 0), bool(masks.max() <= 1)
+        ((3, 50), True, True)
+        >>> moments.segments()  # (3, 2) start/end in [0, 1]
+        tensor([[0.0000, 0.3333],
+                [0.3333, 0.6667],
+                [0.6667, 1.0000]])
     """
 
     def __init__(self, k: int, centers: torch.Tensor | None = None, widths: torch.Tensor | None = None):

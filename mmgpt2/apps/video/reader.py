@@ -230,10 +230,10 @@ class VideoStream:
     """Stream sampled frames of one video from a decoding worker.
 
     Example:
-        >>> stream = VideoStream("clip.mp4", SamplingConfig(fps=1, size=224))
-        >>> for chunk in stream:
+        >>> stream = VideoStream("clip.mp4", SamplingConfig(fps=1, size=224))  # doctest: +SKIP
+        >>> for chunk in stream:  # doctest: +SKIP
         ...     print(chunk.frames.shape, chunk.times[:3])
-        >>> stream.info.duration, stream.warnings
+        >>> stream.info.duration, stream.warnings  # doctest: +SKIP
     """
 
     def __init__(self, path: str | os.PathLike, config: SamplingConfig | None = None):
@@ -320,7 +320,7 @@ def read_frames(
     """All sampled frames of a (short) video at once: ``(frames, times, info)``.
 
     Example:
-        >>> frames, times, info = read_frames("clip.mp4", SamplingConfig(fps=1, size=64))
+        >>> frames, times, info = read_frames("clip.mp4", SamplingConfig(fps=1, size=64))  # doctest: +SKIP
     """
     stream = VideoStream(path, config)
     chunks = list(stream)

@@ -40,7 +40,12 @@ def vocabulary_projection(
     word's normalised CLIP text embedding, centred, is regressed onto its GPT-2 input embedding.
 
     Example:
+        >>> from mmgpt2.encoders import load_encoder
+        >>> from mmgpt2.lm import load_lm
+        >>> encoder, lm = load_encoder("embedded:shapes-clip"), load_lm("embedded:shapes-gpt2")
         >>> w, text_mean, emb_mean = vocabulary_projection(encoder, lm, vocab=500)
+        >>> tuple(w.shape), tuple(text_mean.shape), tuple(emb_mean.shape)  # (D_clip, d_lm), (D_clip,), (d_lm,)
+        ((128, 128), (128,), (128,))
     """
     ids, words = [], []
     for i in range(len(lm.tokenizer)):
@@ -68,9 +73,13 @@ class ProjectionCache:
     ``embedded:shapes-clip`` is a different encoder), so every video of a run fits it once.
 
     Example:
+        >>> from mmgpt2.encoders import load_encoder
+        >>> from mmgpt2.lm import load_lm
+        >>> encoder, lm = load_encoder("embedded:shapes-clip"), load_lm("embedded:shapes-gpt2")
         >>> cache = ProjectionCache()
-        >>> cache.get(encoder, lm, 4000, 0.05) is cache.get(encoder, lm, 4000, 0.05)
-        True
+        >>> first, again = cache.get(encoder, lm, 4000, 0.05), cache.get(encoder, lm, 4000, 0.05)
+        >>> len(cache), bool(torch.equal(first.weight, again.weight))  # fitted once, reused
+        (1, True)
     """
 
     def __init__(self) -> None:
@@ -95,8 +104,13 @@ class ZeroTAPrefix(nn.Module):
     """Builds each event's context ``[soft prompt | projection(moment) | BOS + hard prompt]``.
 
     Example:
+        >>> from mmgpt2.encoders import load_encoder
+        >>> from mmgpt2.lm import load_lm
+        >>> encoder, lm = load_encoder("embedded:shapes-clip"), load_lm("embedded:shapes-gpt2")
         >>> prefix = ZeroTAPrefix(encoder, lm, ZeroTAConfig())
-        >>> prefix(moments).shape        # moments (K, D_clip) -> (K, n_soft + 2 + 1, d_lm)
+        >>> moments = torch.randn(4, encoder.embed_dim)  # K = 4 moment embeddings
+        >>> prefix(moments).shape  # (K, n_soft + moment_tokens + BOS/hard prompt, d_lm)
+        torch.Size([4, 6, 128])
     """
 
     def __init__(

@@ -16,9 +16,14 @@ def masked_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     label t + 1. Rows without labels score 0.
 
     Example:
+        >>> from mmgpt2.lm import load_lm
+        >>> lm = load_lm("embedded:shapes-gpt2")
+        >>> prefix = torch.zeros(1, 2, lm.hidden_size)  # one row, two prefix vectors
         >>> batch = lm.build_inputs(prefix, None, lm.tokenize(["a red circle"], add_eos=True))
         >>> labels = batch.pop("labels")
-        >>> masked_nll(lm(**batch), labels)       # (1,) nats per token
+        >>> nll = masked_nll(lm(**batch), labels)  # (1,) nats per token
+        >>> tuple(nll.shape), bool(nll.item() > 0)
+        ((1,), True)
     """
     target = labels[:, 1:]
     logits = logits[:, :-1].float()

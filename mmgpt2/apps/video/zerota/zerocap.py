@@ -13,7 +13,7 @@ text CLIP-embedded once per token rather than at each of its gradient steps (the
 changes between them; with the embedded GPT-2's 358-token vocabulary it never does).
 
 Example:
-    >>> zerocap_caption(encoder, lm, segment_embedding, ZeroCapSettings(max_tokens=12))
+    >>> zerocap_caption(encoder, lm, segment_embedding, ZeroCapSettings(max_tokens=12))  # doctest: +SKIP
     'a picture of a large red circle'
 """
 
