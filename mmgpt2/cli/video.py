@@ -75,9 +75,18 @@ def run_dense_caption(args: argparse.Namespace) -> int:
                 "under `accelerate launch` pass --out FILE: the processes merge their results there"
             )
         doc = caption_videos_distributed(model, videos, args.out)
-        if doc is not None:
-            print(f"wrote {len(doc['results'])} videos to {args.out}")
-        return 0
+        if doc is None:  # not the main process: the main one reports for all
+            return 0
+        errors = {**doc["external_data"].get("errors", {}), **duplicates}
+        if duplicates:
+            doc["external_data"]["errors"] = errors
+            atomic_write_json(args.out, doc)
+        for vid, err in errors.items():
+            print(f"mmgpt2 dense-caption: skipped {vid}: {err}", file=sys.stderr)
+        print(f"wrote {len(doc['results'])} videos to {args.out}")
+        if not doc["results"]:
+            return 2
+        return 1 if errors else 0  # a partial failure must be visible to scripts, here too
     results, errors = model.caption_videos(videos, progress=not args.json and len(videos) > 1)
     errors.update(duplicates)
     doc = activitynet_predictions(results)
