@@ -30,18 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipe_common, when imported from elsewhere
 
-from recipe_common import (  # noqa: E402
-    add_model_arguments,
-    add_train_arguments,
-    build_settings,
-    limited,
-    load_config,
-    metrics,
-    run_main,
-    seed_everything,
-    train_config,
-    write_results,
-)
+import recipe_common as common  # noqa: E402
 
 CONFIG = "clipcap-coco-transformer"
 
@@ -52,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--karpathy", required=True, help="path of Karpathy's dataset_coco.json")
     p.add_argument("--images", required=True, help="COCO root holding train2014/ and val2014/")
-    add_model_arguments(p, CONFIG)
-    add_train_arguments(p)
+    common.add_model_arguments(p, CONFIG)
+    common.add_train_arguments(p)
     p.add_argument("--num-beams", type=int, help="beam width at test time (default: the config's)")
     args = p.parse_args(argv)
 
@@ -67,12 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     from mmgpt2.eval import score_captions
     from mmgpt2.training import train
 
-    named = load_config(args)
+    named = common.load_config(args)
     out = args.out
     state = PartialState()
     device = args.device or str(state.device)
-    train_records = limited(read_coco_karpathy(args.karpathy, args.images, "train"), args.limit)
-    test_records = limited(read_coco_karpathy(args.karpathy, args.images, "test"), args.limit)
+    train_records = common.limited(read_coco_karpathy(args.karpathy, args.images, "train"), args.limit)
+    test_records = common.limited(read_coco_karpathy(args.karpathy, args.images, "test"), args.limit)
     if not train_records or not test_records:
         raise SystemExit(
             f"{args.karpathy}: no {'train' if not train_records else 'test'} images in the split"
@@ -86,12 +75,12 @@ def main(argv: list[str] | None = None) -> int:
             progress=state.is_main_process,
         )
 
-    generation = dict(build_settings(named).get("generation", {}))
+    generation = dict(common.build_settings(named).get("generation", {}))
     if args.num_beams:
         generation["num_beams"] = args.num_beams
-    seed_everything(named, args)
+    common.seed_everything(named, args)
     model = build_from_config(named, encoder, args.lm, generation=generation)
-    final = train(model, FeatureCaptionDataset(train_records, store), train_config(named, args, out))
+    final = train(model, FeatureCaptionDataset(train_records, store), common.train_config(named, args, out))
     if not state.is_main_process:
         return 0
 
@@ -103,12 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         pooled = torch.stack([store.pooled(r.image) for r in chunk])
         preds.update({r.id: c for r, c in zip(chunk, model.caption_features(pooled), strict=True)})
     rows = [{"id": r.id, "image": r.image, "prediction": preds[r.id], "references": r.captions} for r in test]
-    scores = score_captions(preds, {r.id: r.captions for r in test}, metrics(args))
+    scores = score_captions(preds, {r.id: r.captions for r in test}, common.metrics(args))
     scores["images_scored"] = len(test)
     scores["unreadable_images"] = [r.id for r in test_records if r.image not in store]
-    write_results(out, rows, scores)
+    common.write_results(out, rows, scores)
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_main(main))
+    raise SystemExit(common.run_main(main))

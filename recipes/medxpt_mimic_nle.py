@@ -42,18 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipe_common, when imported from elsewhere
 
-from recipe_common import (  # noqa: E402
-    add_model_arguments,
-    add_train_arguments,
-    build_settings,
-    limited,
-    load_config,
-    metrics,
-    run_main,
-    seed_everything,
-    train_config,
-    write_results,
-)
+import recipe_common as common  # noqa: E402
 
 CONFIG = "medxpt-mimic-nle"
 METADATA_NAMES = ("mimic-cxr-2.0.0-metadata.csv.gz", "mimic-cxr-2.0.0-metadata.csv")
@@ -77,7 +66,7 @@ def mimic_examples(args, split: str, views, unscored: dict[str, str]) -> list:
     """One example per MIMIC-NLE explanation of `split` with a usable image; the others go to `unscored`."""
     from mmgpt2.apps.medical.mimic_nle import read_mimic_nle, study_images
 
-    records = limited(read_mimic_nle(Path(args.mimic_nle) / f"mimic-nle-{split}.json"), args.limit)
+    records = common.limited(read_mimic_nle(Path(args.mimic_nle) / f"mimic-nle-{split}.json"), args.limit)
     out = []
     for rec in records:
         images = study_images(args.images, rec, view_positions=views)
@@ -176,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metadata", help="mimic-cxr-2.0.0-metadata.csv(.gz) (default: found in --images)")
     ap.add_argument("--reports", help="MIMIC-CXR reports folder holding files/p1X/p1XXXXXXX/sYYYYYYYY.txt")
     ap.add_argument("--triplets", help="prepared triplets JSON lines instead of --reports")
-    add_model_arguments(ap, CONFIG)
-    add_train_arguments(ap)
+    common.add_model_arguments(ap, CONFIG)
+    common.add_train_arguments(ap)
     ap.add_argument("--prefix-length", type=int)
     ap.add_argument("--layers", type=int)
     ap.add_argument("--kg-k", type=int, help="triplets in each prompt (default: the config's, 7)")
@@ -196,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmgpt2.eval.captions import score_captions
     from mmgpt2.training import train
 
-    named = load_config(args)
+    named = common.load_config(args)
     out = args.out
     reports = None
     unscored: dict[str, str] = {}
@@ -226,12 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         train_ex = mimic_examples(args, "train", views, {})
         test_ex = mimic_examples(args, "test", views, unscored)
 
-    settings = build_settings(named, **overrides)
+    settings = common.build_settings(named, **overrides)
     generation = dict(settings.get("generation", {}))
     if args.max_new_tokens:
         generation["max_new_tokens"] = args.max_new_tokens
     settings["generation"] = generation
-    seed_everything(named, args)
+    common.seed_everything(named, args)
     model = build_from_config(named, args.encoder, args.lm, **settings)
     store = extract_features(
         [e["image"] for e in train_ex + test_ex], model.encoder, out / "features", tokens=True
@@ -263,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         {"image": e["image"], "prompt": p, "explanation": e["explanation"]}
         for e, p in zip(train_ex, train_prompts, strict=True)
     ]
-    final = train(model, ExplanationDataset(items, store), train_config(named, args, out / "run"))
+    final = train(model, ExplanationDataset(items, store), common.train_config(named, args, out / "run"))
     trained = MedicalExplainer.from_pretrained(final, encoder=model.encoder, lm=model.lm)
     trained.kg = model.kg
     trained.save_pretrained(out / "model")
@@ -292,11 +281,13 @@ def main(argv: list[str] | None = None) -> int:
     scores: dict = {}
     if rows:
         scores = score_captions(
-            {r["id"]: r["prediction"] for r in rows}, {r["id"]: r["references"] for r in rows}, metrics(args)
+            {r["id"]: r["prediction"] for r in rows},
+            {r["id"]: r["references"] for r in rows},
+            common.metrics(args),
         )
     scores["explanations_scored"] = len(rows)
     scores["unscored"] = unscored
-    write_results(out, rows, scores)
+    common.write_results(out, rows, scores)
     for r in random.Random(0).sample(rows, min(3, len(rows))):
         print(f"- {r['diagnosis']}: {r['prediction']!r} (truth: {r['references'][0]!r})")
     print(f"saved the explainer to {out / 'model'}")
@@ -304,4 +295,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_main(main))
+    raise SystemExit(common.run_main(main))

@@ -36,18 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # recipe_common, when imported from elsewhere
 
-from recipe_common import (  # noqa: E402
-    add_model_arguments,
-    add_train_arguments,
-    build_settings,
-    limited,
-    load_config,
-    metrics,
-    run_main,
-    seed_everything,
-    train_config,
-    write_results,
-)
+import recipe_common as common  # noqa: E402
 
 CONFIG = "uapt-attend2u"
 
@@ -69,8 +58,8 @@ def build_parser(kind: str | None = None) -> argparse.ArgumentParser:
         "--image-pattern", help="image file name from {user} and {post} (default: Attend2u's)"
     )
     parser.add_argument("--with-tags", action="store_true", help="Instagram: append the hashtags to captions")
-    add_model_arguments(parser, CONFIG)
-    add_train_arguments(parser)
+    common.add_model_arguments(parser, CONFIG)
+    common.add_train_arguments(parser)
     parser.add_argument("--top-n", type=int, help="context words per user (default: the config's, 100)")
     parser.add_argument("--prefix-length", type=int)
     parser.add_argument("--hidden-dim", type=int)
@@ -124,10 +113,10 @@ def run(kind: str, args: argparse.Namespace, splits: dict, report: dict) -> dict
     from mmgpt2.eval.captions import score_caption_groups
     from mmgpt2.training import train
 
-    named = load_config(args)
+    named = common.load_config(args)
     out = args.out
-    train_posts = [p for p in limited(splits["train"], args.limit) if p.caption]
-    tests = {name: limited(posts, args.limit) for name, posts in splits.items() if name != "train"}
+    train_posts = [p for p in common.limited(splits["train"], args.limit) if p.caption]
+    tests = {name: common.limited(posts, args.limit) for name, posts in splits.items() if name != "train"}
     by_user: dict[str, list[str]] = {}
     for p in train_posts:
         by_user.setdefault(p.user, []).append(p.caption)
@@ -143,21 +132,21 @@ def run(kind: str, args: argparse.Namespace, splits: dict, report: dict) -> dict
             "images/; give --image-pattern for another naming"
         )
 
-    generation = dict(build_settings(named).get("generation", {}))
+    generation = dict(common.build_settings(named).get("generation", {}))
     if args.num_beams:
         generation["num_beams"] = args.num_beams
-    build = build_settings(
+    build = common.build_settings(
         named, prefix_length=args.prefix_length, hidden_dim=args.hidden_dim, num_layers=args.layers
     )
     build.update(
         generation=generation, user_store=store, num_heads=max(1, build.get("hidden_dim", 768) // 64)
     )
-    seed_everything(named, args)
+    common.seed_everything(named, args)
     model = build_from_config(named, encoder, args.lm, **build)
     dataset = PersonalizedFeatureDataset(
         train_posts, leave_one_out_contexts(train_posts, store.model), features
     )
-    final = train(model, dataset, train_config(named, args, out))
+    final = train(model, dataset, common.train_config(named, args, out))
     model.eval()
 
     rows: list[dict] = []
@@ -195,13 +184,13 @@ def run(kind: str, args: argparse.Namespace, splits: dict, report: dict) -> dict
             for p in posts
         ]
     # one Java start for every split; each split is still its own corpus
-    scores: dict = score_caption_groups(groups, metrics(args)) if groups else {}
+    scores: dict = score_caption_groups(groups, common.metrics(args)) if groups else {}
     for split, (preds, _) in groups.items():
         scores[split]["posts_scored"] = len(preds)
     scores["unscored"] = unscored
     scores["dropped_from_train"] = report.get("dropped_from_train", [])
     scores["model"] = str(final)
-    write_results(out, rows, scores)
+    common.write_results(out, rows, scores)
     return scores
 
 
@@ -221,4 +210,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_main(main))
+    raise SystemExit(common.run_main(main))
