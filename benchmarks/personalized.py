@@ -43,7 +43,7 @@ def train_baseline(data: dict, out_dir: Path, retrain: bool, steps: int):
     from mmgpt2.apps.captioning.model import PrefixCaptioner
     from mmgpt2.apps.personalized import PersonalizedFeatureDataset
     from mmgpt2.lm import load_lm
-    from mmgpt2.training import TrainConfig, train
+    from mmgpt2.training import train
 
     final = out_dir / "final"
     lm = load_lm(build_users.LM)
@@ -63,20 +63,7 @@ def train_baseline(data: dict, out_dir: Path, retrain: bool, steps: int):
         num_layers=m["num_layers"] + m["fusion"]["num_layers"],
         num_heads=m["num_heads"],
     )
-    t = build_users.TRAIN
-    train(
-        model,
-        dataset,
-        TrainConfig(
-            out_dir=str(out_dir),
-            max_steps=steps,
-            batch_size=t["batch_size"],
-            lr=t["lr"],
-            warmup_steps=t["warmup_steps"],
-            seed=t["seed"],
-            save_every=10**9,
-        ),
-    )
+    train(model, dataset, build_users.train_config(out_dir, steps))
     return model.eval()
 
 

@@ -142,7 +142,7 @@ def train_personalized(data: dict, out_dir: Path, quick: bool = False):
     from mmgpt2.apps.personalized import PersonalizedFeatureDataset
     from mmgpt2.apps.personalized.model import PersonalizedCaptioner
     from mmgpt2.lm import load_lm
-    from mmgpt2.training import TrainConfig, train
+    from mmgpt2.training import train
 
     contexts = leave_one_out_contexts(data["train"], data["users"].model)
     dataset = PersonalizedFeatureDataset(data["train"], contexts, data["features"], use_tokens=True)
@@ -161,17 +161,24 @@ def train_personalized(data: dict, out_dir: Path, quick: bool = False):
     final = train(
         model,
         dataset,
-        TrainConfig(
-            out_dir=str(out_dir),
-            max_steps=steps,
-            batch_size=TRAIN["batch_size"],
-            lr=TRAIN["lr"],
-            warmup_steps=TRAIN["warmup_steps"],
-            seed=TRAIN["seed"],
-            save_every=10**9,
-        ),
+        train_config(out_dir, steps),
     )
     return model.eval(), final
+
+
+def train_config(out_dir: Path, steps: int):
+    """`TrainConfig` of the users world's mappers (`TRAIN`); the benchmark's baseline trains alike."""
+    from mmgpt2.training import TrainConfig
+
+    return TrainConfig(
+        out_dir=str(out_dir),
+        max_steps=steps,
+        batch_size=TRAIN["batch_size"],
+        lr=TRAIN["lr"],
+        warmup_steps=TRAIN["warmup_steps"],
+        seed=TRAIN["seed"],
+        save_every=10**9,  # one checkpoint, at the end
+    )
 
 
 def save_fp16(model, dest: Path, build_dir: Path) -> None:
