@@ -130,3 +130,15 @@ def run_cli(argv: list[str]) -> int:
     from mmgpt2.cli.main import main
 
     return main(argv)
+
+
+def error_line(stderr: str, command: str) -> str:
+    """The one ``error:`` line a failed ``mmgpt2 COMMAND`` printed (progress bars aside), checked to be alone.
+
+    Returns it from ``error: `` on, e.g. ``error: --save-every 0: must be >= 1``.
+    """
+    assert "Traceback" not in stderr
+    lines = stderr.replace("\r", "\n").splitlines()
+    errors = [line.split("error: ", 1)[1] for line in lines if line.startswith(f"mmgpt2 {command}: error: ")]
+    assert len(errors) == 1, stderr[-2000:]
+    return "error: " + errors[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import error_line
 from safetensors.torch import load_file
 
 from mmgpt2.cli.main import main
@@ -86,17 +87,6 @@ def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> 
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), f"{key}: max diff {(a[key] - b[key]).abs().max()}"
-
-
-def error_line(stderr: str) -> str:
-    """The one ``error:`` line of a failed command (progress bars aside), checked to be alone."""
-    assert "Traceback" not in stderr
-    lines = stderr.replace("\r", "\n").splitlines()
-    errors = [
-        line.split("error: ", 1)[1] for line in lines if line.startswith("mmgpt2 train-captioner: error: ")
-    ]
-    assert len(errors) == 1, stderr[-2000:]
-    return "error: " + errors[0]
 
 
 def trained_step(out: Path) -> int:
@@ -175,7 +165,7 @@ def test_a_resume_that_cannot_continue_the_same_run_says_so_and_stops(world, cap
     args[args.index(change[0]) + 1] = change[1]
     started = time.monotonic()
     assert main(args) == 2
-    err = error_line(capsys.readouterr().err)
+    err = error_line(capsys.readouterr().err, "train-captioner")
     assert time.monotonic() - started < 60
     assert err.startswith(f"error: {out / 'checkpoint'}: cannot continue this run")
     assert trained_step(out) == 7  # the checkpoint is kept for a resume with the right settings
@@ -193,7 +183,7 @@ def test_a_resume_that_cannot_continue_the_same_run_says_so_and_stops(world, cap
 def test_bad_numeric_flags_are_named_with_their_rule(world, capsys, flag, value, rule):
     args = train_args(world, world / "flags")
     assert main([*args, flag, value]) == 2
-    err = error_line(capsys.readouterr().err)
+    err = error_line(capsys.readouterr().err, "train-captioner")
     assert err.startswith(f"error: {flag} {value}: must be") and rule in err
     assert not (world / "flags").exists()
 
@@ -204,7 +194,7 @@ def test_damaged_feature_caches_are_named_in_one_line(world, capsys):
     shard = next(cut.glob("features-*.safetensors"))
     shard.write_bytes(shard.read_bytes()[:200])
     assert main(train_args(world, world / "x", features=cut)) == 2
-    err = error_line(capsys.readouterr().err)
+    err = error_line(capsys.readouterr().err, "train-captioner")
     assert err.startswith(f"error: {shard}: unreadable feature shard")
 
     truncated = world / "cut-index"
@@ -216,7 +206,7 @@ def test_damaged_feature_caches_are_named_in_one_line(world, capsys):
         if not cached_only:
             args.remove("--features-only-cached")
         assert main(args) == 2
-        err = error_line(capsys.readouterr().err)
+        err = error_line(capsys.readouterr().err, "train-captioner")
         assert err.startswith(f"error: {index}: not valid JSON")
 
 

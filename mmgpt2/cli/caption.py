@@ -197,11 +197,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mmgpt2.encoders import load_encoder
     from mmgpt2.training import train
 
+    _check_retrieval_flags(args)
     if args.text_only:
         return cmd_train_text_only(args)
     config = _train_config(args)  # first: a bad flag fails before any image is encoded
     records = read_captions(args.train, args.image_root, "train")
     encoder = load_encoder(args.encoder)
+    datastore = _train_datastore(args.datastore, encoder.spec) if args.datastore else None
     features = Path(args.features or Path(args.out) / "features")
     if (features / "index.json").is_file() and not args.features_only_cached:
         store = extract_features([r.image for r in records], encoder, features)  # adds only missing images
@@ -225,17 +227,70 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     elif args.hidden_dim:
         mapper_kwargs["hidden_dim"] = args.hidden_dim
+    build = {"mapper": args.mapper, "generation": {"max_new_tokens": args.max_new_tokens}, **mapper_kwargs}
     set_seed(config.seed)  # before the mapper draws its initial weights: one --seed, one result
-    model = PrefixCaptioner.build(
-        encoder,
-        args.lm,
-        mapper=args.mapper,
-        generation={"max_new_tokens": args.max_new_tokens},
-        **mapper_kwargs,
-    )
-    final = train(model, FeatureCaptionDataset(records, store), config)
+    if datastore is None:
+        model, dataset = (
+            PrefixCaptioner.build(encoder, args.lm, **build),
+            FeatureCaptionDataset(records, store),
+        )
+    else:
+        model, dataset = _retrieval_training(args, encoder, datastore, records, store, build)
+    final = train(model, dataset, config)
     print(f"model saved to {final}")
     return 0
+
+
+def _check_retrieval_flags(args: argparse.Namespace) -> None:
+    """`--k` / `--prompt-tokens` need `--datastore`, which `--text-only` cannot use."""
+    if args.datastore and args.text_only:
+        raise Mmgpt2Error(
+            f"--datastore {args.datastore} with --text-only: text-only training (CapDec) retrieves nothing; "
+            "drop --text-only to train a retrieval captioner, or --datastore"
+        )
+    for flag, value in (("--k", args.k), ("--prompt-tokens", args.prompt_tokens)):
+        if value is not None and not args.datastore:
+            raise Mmgpt2Error(f"{flag} {value}: only retrieval captioners use it; add --datastore DIR")
+
+
+def _train_datastore(folder: str, encoder_spec: str):
+    """The `--datastore` folder, refused (naming the flag) if unreadable or embedded by another encoder."""
+    from mmgpt2.apps.captioning.datastore import CaptionDatastore, DatastoreError
+
+    try:
+        datastore = CaptionDatastore.load(folder)
+    except DatastoreError as err:  # "DIR: not a caption datastore folder, ..." -> "--datastore DIR: ..."
+        raise DatastoreError(f"--datastore {err}") from None
+    if datastore.encoder_spec and datastore.encoder_spec != encoder_spec:
+        raise DatastoreError(
+            f"--datastore {folder}: embedded with {datastore.encoder_spec!r}, not --encoder {encoder_spec!r}; "
+            f"rebuild it with `mmgpt2 datastore build CAPTIONS --encoder {encoder_spec} --out DIR`, "
+            f"or train with --encoder {datastore.encoder_spec}"
+        )
+    return datastore
+
+
+def _retrieval_training(args: argparse.Namespace, encoder, datastore, records, store, build: dict):
+    """A `RetrievalCaptioner` that keeps `datastore`, and its training set (`RetrievalCaptionDataset`:
+    the top-k captions of *other* images, each image's own captions excluded, as SmallCap trains)."""
+    from mmgpt2.apps.captioning.datastore import record_source_id
+    from mmgpt2.apps.captioning.retrieval import RetrievalCaptionDataset, RetrievalCaptioner
+
+    given = {"k": args.k, "prompt_tokens": args.prompt_tokens}
+    model = RetrievalCaptioner.build(
+        encoder, args.lm, datastore=datastore, **{k: v for k, v in given.items() if v is not None}, **build
+    )
+    # Sources are named as `mmgpt2 datastore build` names them: by id, else by the image path
+    # relative to the caption file's folder.
+    root = Path(args.train).parent.resolve()
+    dataset = RetrievalCaptionDataset(records, store, datastore, k=model.k, root=root)
+    sources = {s for ids in datastore.store.source_ids for s in ids}
+    own = sum(record_source_id(r, root) in sources for r in records)
+    print(
+        f"retrieving {model.k} of {len(datastore)} captions per image from {args.datastore}; "
+        f"{own} of {len(records)} training images have captions there, never retrieved for themselves"
+    )
+    return model, dataset
 
 
 def _train_config(args: argparse.Namespace):
@@ -356,7 +411,8 @@ def register(sub) -> None:
     p = sub.add_parser(
         "train-captioner",
         help="train a prefix mapper (ClipCap) on a frozen encoder and GPT-2",
-        description="Train a ClipCap mapper; works under `accelerate launch` on many GPUs. "
+        description="Train a ClipCap mapper (--datastore: retrieval-augmented, --text-only: CapDec); "
+        "works under `accelerate launch` on many GPUs. "
         "Checkpoints every --save-every steps; --resume continues a crashed run.",
     )
     p.add_argument("--train", required=True, help="JSON lines or Karpathy dataset_coco.json")
@@ -400,6 +456,25 @@ def register(sub) -> None:
         type=float_range(0.0, 1.0),
         default=0.016,
         help="--text-only: Gaussian noise variance",
+    )
+    g = p.add_argument_group("retrieval-augmented (SmallCap-style)")
+    g.add_argument(
+        "--datastore",
+        metavar="DIR",
+        help="a `mmgpt2 datastore build` folder (same --encoder): each image's top --k captions of *other* "
+        "images go into the prompt, and the saved model keeps the datastore. Own captions are found by "
+        "image id, else by image path relative to the caption file's folder: build it from a file there",
+    )
+    g.add_argument(
+        "--k",
+        type=int_range(0, 1024),
+        help="captions retrieved per image (default 4, SmallCap's; the embedded tiny GPT-2 works best "
+        "with --k 1, as the shipped shapes-tiny-rag: benchmarks/beyond_clipcap.py)",
+    )
+    g.add_argument(
+        "--prompt-tokens",
+        type=int_range(0, 1024),
+        help="token budget of the retrieved captions in the prompt, best first (default 40)",
     )
     p.set_defaults(func=cmd_train)
 

@@ -30,6 +30,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -248,3 +250,9 @@ class RetrievalCaptionDataset(FeatureCaptionDataset):
         item = super().__getitem__(i)
         item["retrieved"] = self.retrieved[self.items[i][0]]
         return item
+
+    def fingerprint(self) -> str:
+        """The examples' hash plus what each retrieves: a resume with another datastore or k is another run."""
+        retrieved = [self.retrieved[image] for image in dict.fromkeys(image for image, _ in self.items)]
+        text = json.dumps([super().fingerprint(), retrieved])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
