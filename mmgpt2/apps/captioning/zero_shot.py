@@ -2,8 +2,9 @@
 
 No mapper and no weights: GPT-2 writes from its document start (EOS, plus an optional hard
 prompt), and at every step CLIP picks among GPT-2's top-k next tokens the one whose finished
-caption best matches the image (`mmgpt2.lm.guided.guided_decode`, the decoding step ZeroTA's
-video captions use too). A saved model is only ``config.json``.
+caption best matches the image; then word-by-word edits that GPT-2 proposes and CLIP judges on
+the whole caption polish it (`mmgpt2.lm.guided`, the guided decoder ZeroTA's video captions use
+too). A saved model is only ``config.json``.
 
 Example:
     >>> cap = ZeroShotCaptioner.build("embedded:shapes-clip", "embedded:shapes-gpt2")
@@ -22,7 +23,7 @@ import torch
 
 from mmgpt2.checkpoint import read_config
 from mmgpt2.config import Config
-from mmgpt2.lm.guided import GuidedSettings, guided_captions, lm_inputs
+from mmgpt2.lm.guided import GuidedSettings, TextEmbeddings, guided_captions, lm_inputs
 from mmgpt2.paths import resolve_model_dir
 from mmgpt2.pipeline import FrozenPipeline, ImageLike, as_image_list
 
@@ -100,5 +101,6 @@ class ZeroShotCaptioner(FrozenPipeline):
         def make_inputs(rows, ids):
             return lm_inputs(self.lm, context.expand(len(rows), -1, -1), ids)
 
-        ids = guided_captions(self.lm, self.encoder, make_inputs, pooled, guided, to_text=self._text)
+        texts = TextEmbeddings(self.encoder, self.lm.device)  # endings repeat from step to step
+        ids = guided_captions(self.lm, texts, make_inputs, pooled, guided, to_text=self._text)
         return [self._text(self.lm.decode(x)) for x in ids]

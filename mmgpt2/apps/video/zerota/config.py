@@ -40,6 +40,9 @@ class ZeroTAConfig(Config):
     samples_per_event: int = field(default=3, metadata=_AT_LEAST_0)
     guided_top_k: int = field(default=8, metadata=_AT_LEAST_1)
     guided_clip_weight: float = field(default=0.5, metadata=_AT_LEAST_0)
+    # proposals GPT-2 gives less than this probability never win, and where only its first one is
+    # left CLIP is not asked (no endings written): fewer rollouts, placed where the LM hesitates
+    guided_min_prob: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
     # CLIP judges each token GPT-2 proposes by the caption GPT-2 finishes greedily after it
     lookahead: bool = True
     # endings per proposal: the greedy one plus (n - 1) sampled ones; the best-matching counts
