@@ -49,49 +49,6 @@ def clipscore(encoder, pooled: torch.Tensor, captions: list[str]) -> float:
     return float((2.5 * cos.clamp(min=0)).mean())
 
 
-def zerocap_style(
-    encoder, lm, image: torch.Tensor, max_tokens: int = 16, top_k: int = 64, steps: int = 3
-) -> str:
-    """ZeroCap-style baseline (Tewel et al. 2022): before each token, `steps` normalised-gradient
-    steps shift the LM's context so its next-token distribution moves towards CLIP's softmax over
-    the top-k next tokens (plus a fluency KL to the unshifted one); then p^0.99 * p0^0.01 picks.
-
-    ZeroCap's published settings (top-k 512, here all 358 tokens of the tiny vocabulary; 5 steps of
-    size 0.3; fluency weight 0.2; fusion 0.99), except that the shift is on the context's input
-    embeddings (ZeroCap shifts the cached keys and values) and decoding is greedy (ZeroCap: beam 5):
-    both make it cheaper than published, so speed ratios against it are conservative.
-    """
-    image = F.normalize(image.float(), dim=-1)
-    written: list[int] = []
-    for _ in range(max_tokens):
-        ids = torch.tensor([[lm.eos_token_id, *written]])
-        with torch.no_grad():
-            embeds = lm.embed(ids)
-            p0 = F.softmax(lm.model(inputs_embeds=embeds).logits[0, -1].float(), -1)
-        delta = torch.zeros_like(embeds)
-        for _ in range(steps):
-            delta.requires_grad_(True)
-            p = F.softmax(lm.model(inputs_embeds=embeds + delta).logits[0, -1].float(), -1)
-            top = p.topk(min(top_k, p.shape[-1])).indices
-            with torch.no_grad():
-                texts = [lm.decode(written + [int(t)]) or "." for t in top.tolist()]
-                sims = F.normalize(encoder.encode_text(texts).float(), dim=-1) @ image
-                target = torch.zeros_like(p).index_put_((top,), F.softmax(sims / 0.01, -1))
-            loss = (
-                -(target * p.clamp_min(1e-12).log()).sum()
-                + 0.2 * (p * (p.clamp_min(1e-12).log() - p0.clamp_min(1e-12).log())).sum()
-            )
-            (grad,) = torch.autograd.grad(loss, delta)
-            delta = (delta - 0.3 * grad / (grad.norm() + 1e-15) ** 0.9).detach()
-        with torch.no_grad():
-            p = F.softmax(lm.model(inputs_embeds=embeds + delta).logits[0, -1].float(), -1)
-        token = int((p.pow(0.99) * p0.pow(0.01)).argmax())
-        if token == lm.eos_token_id:
-            break
-        written.append(token)
-    return lm.decode(written)
-
-
 @torch.no_grad()
 def copy_accuracy(rag, pooled: torch.Tensor, scenes: list, k: int) -> float:
     """The frozen LM alone (no prefix) given the top-k retrieved captions as its prompt: how often
@@ -161,6 +118,7 @@ def main() -> None:
     from mmgpt2.apps.captioning.text_only import TextOnlyCaptioner
     from mmgpt2.apps.captioning.zero_shot import ZeroShotCaptioner
     from mmgpt2.eval import score_caption_groups
+    from mmgpt2.lm.zerocap import zerocap_caption
 
     clipcap = PrefixCaptioner.from_pretrained("shapes-tiny")
     enc, lm = clipcap.encoder, clipcap.lm
@@ -218,7 +176,7 @@ def main() -> None:
         "ZeroCap-style baseline": (
             None,
             None,
-            lambda x: [zerocap_style(enc, lm, v) for v in x],
+            lambda x: [zerocap_caption(enc, lm, v) for v in x],  # ZeroCap's published settings
             args.n_zerocap,
         ),
     }

@@ -5,7 +5,7 @@ One run, the same videos and machine for every row:
                   (`shared_rollouts`: every lookahead rollout of a token step in one batch from the
                   KV cache of the pass that proposed the tokens; `text_cache`: every CLIP text
                   embedded once per video), plus any `--row NAME KEY=VALUE ...` you add;
-  ZeroCap-style   `mmgpt2.apps.video.zerota.zerocap`, run the way ZeroCap runs: one complete caption
+  ZeroCap-style   `mmgpt2.lm.zerocap`, run the way ZeroCap runs: one complete caption
                   per event segment, published settings (top-512 CLIP-scored candidates, 5 gradient
                   steps of size 0.3 per token on GPT-2's cached context), up to ZeroTA's caption
                   length. It is given the *ground-truth* segments (it cannot localise), so its
@@ -87,7 +87,7 @@ class Clock:
 def zerocap_events(model, feats, truth, steps_per_token: int, reuse: bool = True):
     """ZeroCap-style captions of the ground-truth segments, as events."""
     from mmgpt2.apps.video.zerota import Event
-    from mmgpt2.apps.video.zerota.zerocap import ZeroCapSettings, zerocap_caption
+    from mmgpt2.lm.zerocap import ZeroCapSettings, zerocap_caption
 
     settings = ZeroCapSettings(
         steps_per_token=steps_per_token, max_tokens=model.zerota.max_new_tokens, reuse_clip_scores=reuse

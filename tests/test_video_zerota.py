@@ -265,7 +265,7 @@ def test_optimisation_stops_once_captions_and_segments_settle():
 
 
 def test_zerocap_style_baseline_writes_a_caption_after_its_prompt(models, feats):
-    from mmgpt2.apps.video.zerota.zerocap import ZeroCapSettings, zerocap_caption
+    from mmgpt2.lm.zerocap import ZeroCapSettings, zerocap_caption
 
     encoder, lm = models
     settings = ZeroCapSettings(steps_per_token=1, max_tokens=4, top_k=16)

@@ -1,4 +1,5 @@
-"""The ZeroCap-style baseline (Tewel et al. 2022) that ZeroTA is compared with: one caption per segment.
+"""The ZeroCap-style baseline (Tewel et al. 2022) the guided decoders are compared with: one caption
+per image embedding (an image, or the mean of a video segment's frames). Used by the benchmarks.
 
 ZeroCap writes a caption token by token. Before each token it shifts GPT-2's cached keys and
 values of the context (`steps_per_token` normalised-gradient steps of size `stepsize`) so that the
