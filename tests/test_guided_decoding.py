@@ -1,0 +1,100 @@
+"""The one CLIP-guided decoder (`mmgpt2.lm.guided`): what it promises, and that both its users call it."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from mmgpt2.apps.captioning.zero_shot import ZeroShotCaptioner
+from mmgpt2.lm import guided
+from mmgpt2.lm.decoding import decode
+from mmgpt2.worlds import shapes
+
+
+@pytest.fixture(scope="module")
+def zero_shot():
+    torch.set_num_threads(1)
+    return ZeroShotCaptioner.from_parts_of("shapes-tiny", max_new_tokens=12)
+
+
+@pytest.fixture(scope="module")
+def scenes(zero_shot):
+    rng = random.Random(5)
+    picked = [shapes.make_scene(rng, n_objects=1 + i % 2) for i in range(4)]
+    return zero_shot.encode_images([shapes.render(s) for s in picked])[0]
+
+
+def inputs_after_eos(lm):
+    context = lm.embed(torch.tensor([lm.eos_token_id]))[None]
+    return lambda rows, ids: guided.lm_inputs(lm, context.expand(len(rows), -1, -1), ids)
+
+
+def caption_logprob(lm, make, ids) -> torch.Tensor:
+    return guided.caption_logprobs(lm, make, list(range(len(ids))), ids)
+
+
+def test_where_the_lm_is_sure_clip_is_never_asked_and_the_caption_is_greedy(zero_shot, scenes, monkeypatch):
+    """min_prob 1 leaves only the LM's first proposal: no ending is written, nothing embedded."""
+    lm, make = zero_shot.lm, inputs_after_eos(zero_shot.lm)
+    texts = guided.TextEmbeddings(zero_shot.encoder, lm.device)
+    monkeypatch.setattr(texts, "_encode", lambda t: pytest.fail(f"CLIP embedded {t[:2]}"))
+    settings = guided.GuidedSettings(min_prob=1.0, max_new_tokens=10, refine_passes=0)
+    ids = guided.guided_decode(lm, texts, make, scenes, settings)
+    assert ids == decode(lm, make(range(len(scenes)), [[] for _ in scenes]), max_new_tokens=10)
+
+
+def test_refine_never_makes_a_caption_less_likely_without_clip(zero_shot, scenes):
+    lm, make = zero_shot.lm, inputs_after_eos(zero_shot.lm)
+    texts = guided.TextEmbeddings(zero_shot.encoder, lm.device)
+    start = [lm.tokenize([t])[0] for t in ["a large red square is on the right", "a small circle above"] * 2]
+    refined = guided.refine(lm, texts, make, scenes, start, clip_weight=0.0, passes=2)
+    before, after = caption_logprob(lm, make, start), caption_logprob(lm, make, refined)
+    assert bool((after >= before - 1e-4).all()) and refined != start  # it did edit, and only upwards
+
+
+def test_refine_with_clip_alone_never_lowers_the_match(zero_shot, scenes):
+    lm, make = zero_shot.lm, inputs_after_eos(zero_shot.lm)
+    texts = guided.TextEmbeddings(zero_shot.encoder, lm.device)
+    start = [lm.tokenize([t])[0] for t in ["a large purple cross at the top"] * len(scenes)]
+    refined = guided.refine(lm, texts, make, scenes, start, clip_weight=1e6, passes=1)
+    target = torch.nn.functional.normalize(scenes.float(), dim=-1)
+
+    def sims(ids):
+        return (texts([lm.decode(x) for x in ids]) * target).sum(-1)
+
+    assert bool((sims(refined) >= sims(start) - 1e-5).all()) and refined != start
+
+
+def test_zerota_and_the_zero_shot_captioner_both_decode_with_the_shared_decoder(
+    zero_shot, scenes, monkeypatch
+):
+    from mmgpt2.apps.video.zerota import ZeroTA, ZeroTAConfig
+    from mmgpt2.apps.video.zerota import guided as zerota_guided
+
+    calls = []
+    shared = guided.guided_decode
+
+    def spy(*args, **kwargs):
+        calls.append(args[0])
+        return shared(*args, **kwargs)
+
+    monkeypatch.setattr(guided, "guided_decode", spy)
+    monkeypatch.setattr(zerota_guided, "guided_decode", spy)
+    zero_shot.caption_features(scenes[:1], max_new_tokens=4)
+    config = ZeroTAConfig(events=2, max_new_tokens=4, lookahead_rollouts=1)
+    contexts = torch.randn(2, 5, zero_shot.lm.hidden_size)
+    ZeroTA(zero_shot.encoder, zero_shot.lm, config).guided_decode(contexts, scenes[:2])
+    assert calls == [zero_shot.lm, zero_shot.lm]
+
+
+def test_the_text_cache_embeds_each_text_once(zero_shot, monkeypatch):
+    texts = guided.TextEmbeddings(zero_shot.encoder, "cpu")
+    seen = []
+    original = texts._encode
+    monkeypatch.setattr(texts, "_encode", lambda t: seen.extend(t) or original(t))
+    first = texts(["a red circle", "a blue square", "a red circle"])
+    again = texts(["a blue square"])
+    assert seen == ["a red circle", "a blue square"] and torch.equal(again[0], first[1])
+    assert torch.allclose(first.norm(dim=-1), torch.ones(3), atol=1e-5)
