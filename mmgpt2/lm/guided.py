@@ -344,32 +344,47 @@ def refine(
     ``log p_LM(caption) + w * log softmax(CLIP / T)`` against ``targets[i]``, with
     ``w = clip_weight`` (default the settings'). The LM scores the whole caption, not the one
     word, so an edit that breaks the words after it ("on the right" -> "is the right") loses.
-    Up to `passes` sweeps, fewer once a sweep changes nothing; all rows edit in one batch.
+    Proposals under `min_prob` are not tried. Up to `passes` sweeps, fewer once a sweep changes
+    nothing; all rows edit in one batch.
     """
     s = settings or GuidedSettings()
     weight = s.clip_weight if clip_weight is None else clip_weight
     targets = F.normalize(targets.float().to(lm.device), dim=-1)
     ids = [list(x) for x in ids]
+    floor = math.log(max(s.min_prob, 1e-30))
     for _ in range(passes):
         changed = False
+        # The LM's proposals at every position of every caption, from one pass over the captions
+        # as they stand when the sweep starts (left-padded: caption i's token p is predicted at
+        # column width - len + p - 1). Options under `min_prob` are not tried, so positions where
+        # the LM is sure ("to the left of") cost nothing.
+        logp = F.log_softmax(lm(**make_inputs(list(range(len(ids))), ids)).float(), dim=-1)
+        top = logp.topk(min(s.top_k, logp.shape[-1]), dim=-1)
+        width = logp.shape[1]
         for pos in range(max((len(x) for x in ids), default=0)):
-            rows = [i for i, x in enumerate(ids) if pos < len(x)]
-            if not rows:
-                break
-            # the LM's proposals for position pos of each row, given the words before it
-            logits = lm(**make_inputs(rows, [ids[i][:pos] for i in rows]))[:, -1]
-            top = logits.topk(min(s.top_k, logits.shape[-1])).indices.tolist()
-            options = [
-                list(dict.fromkeys([ids[i][pos]] + [t for t in top[r] if t != lm.eos_token_id]))
-                for r, i in enumerate(rows)
-            ]
-            edits = [[ids[i][:pos] + [t] + ids[i][pos + 1 :] for t in opts] for i, opts in zip(rows, options)]
+            edits, owner = [], []
+            for i, tokens in enumerate(ids):
+                if pos >= len(tokens):
+                    continue
+                at = width - len(tokens) + pos - 1
+                proposed = [
+                    t
+                    for t, lp in zip(top.indices[i, at].tolist(), top.values[i, at].tolist())
+                    if t != lm.eos_token_id and lp >= floor
+                ]
+                # keep the word, or put one of the LM's own proposals in its place
+                options = list(dict.fromkeys([tokens[pos], *proposed]))
+                if len(options) > 1:
+                    edits.append([tokens[:pos] + [t] + tokens[pos + 1 :] for t in options])
+                    owner.append(i)
+            if not edits:
+                continue
             flat = [e for group in edits for e in group]
-            owner = [i for i, group in zip(rows, edits) for _ in group]
-            prior = caption_logprobs(lm, make_inputs, owner, flat)
-            sims = (texts([to_text(lm.decode(e)) or "." for e in flat]) * targets[owner]).sum(-1)
+            rows = [i for i, group in zip(owner, edits) for _ in group]
+            prior = caption_logprobs(lm, make_inputs, rows, flat)
+            sims = (texts([to_text(lm.decode(e)) or "." for e in flat]) * targets[rows]).sum(-1)
             start = 0
-            for i, group in zip(rows, edits):
+            for i, group in zip(owner, edits):
                 span = slice(start, start + len(group))
                 start += len(group)
                 best = int(steer(prior[span], sims[span], weight, s.clip_temperature).argmax())
