@@ -265,14 +265,14 @@ def main() -> None:
     rng = random.Random(SHIFT_SEED)
     while len(unseen_scenes) < args.n_shift or len(seen_scenes) < args.n_shift:
         s = shapes.make_scene(rng)
-        bucket = unseen_scenes if build_beyond.shows_unseen(s.to_json()) else seen_scenes
+        bucket = unseen_scenes if build_beyond.shows_unseen(s.object_dicts()) else seen_scenes
         if len(bucket) < args.n_shift:
             bucket.append(s)
     shift = {"unseen": unseen_scenes, "seen": seen_scenes}
     feats = {g: clipcap.encode_images([shapes.render(s) for s in scenes])[0] for g, scenes in shift.items()}
     train_rng = random.Random(build_worlds.SEEDS["train"])  # the split's training scenes, not rendered
     train_scenes = [shapes.make_scene(train_rng) for _ in range(build_beyond.FULL["train_scenes"])]
-    kept = [s for s in train_scenes if not build_beyond.shows_unseen(s.to_json())]
+    kept = [s for s in train_scenes if not build_beyond.shows_unseen(s.object_dicts())]
     train_store = CaptionDatastore.from_captions(
         [shapes.captions(s)[0] for s in kept], [str(i) for i in range(len(kept))], enc, progress=False
     )
