@@ -26,7 +26,7 @@ class ZeroTAConfig(Config):
     """
 
     events: int = field(default=3, metadata=_AT_LEAST_1)
-    steps: int = field(default=16, metadata=_AT_LEAST_0)
+    steps: int = field(default=8, metadata=_AT_LEAST_0)
     # context: [soft prompt | projected moment | BOS + hard prompt]
     soft_prompt_init: str = "a picture of"
     moment_tokens: int = field(default=2, metadata=_AT_LEAST_1)
@@ -42,11 +42,11 @@ class ZeroTAConfig(Config):
     guided_clip_weight: float = field(default=0.5, metadata=_AT_LEAST_0)
     # proposals GPT-2 gives less than this probability never win, and where only its first one is
     # left CLIP is not asked (no endings written): fewer rollouts, placed where the LM hesitates
-    guided_min_prob: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    guided_min_prob: float = field(default=0.01, metadata={"min": 0.0, "max": 1.0})
     # CLIP judges each token GPT-2 proposes by the caption GPT-2 finishes greedily after it
     lookahead: bool = True
     # endings per proposal: the greedy one plus (n - 1) sampled ones; the best-matching counts
-    lookahead_rollouts: int = field(default=3, metadata=_AT_LEAST_0)
+    lookahead_rollouts: int = field(default=2, metadata=_AT_LEAST_0)
     # speed (see benchmarks/zerota.py): all rollouts of a token step in one batch that starts from
     # the KV cache of the pass that proposed the tokens; every CLIP text embedded once per video
     shared_rollouts: bool = True
@@ -58,7 +58,7 @@ class ZeroTAConfig(Config):
     # top-k tokens and CLIP judges the whole edited caption (0 disables)
     refine_passes: int = field(default=2, metadata=_AT_LEAST_0)
     refine_clip_weight: float = field(default=2.0, metadata=_AT_LEAST_0)
-    regenerate_every: int = field(default=2, metadata=_AT_LEAST_1)
+    regenerate_every: int = field(default=4, metadata=_AT_LEAST_1)
     max_new_tokens: int = field(default=14, metadata=_AT_LEAST_1)
     sample_top_k: int = field(default=20, metadata=_AT_LEAST_0)
     sample_temperature: float = field(default=1.0, metadata=_POSITIVE)
