@@ -185,7 +185,12 @@ def test_each_extra_rollout_gives_clip_one_more_ending_per_proposal(models, feat
     original = encoder.encode_text
     for rollouts in (1, 3):
         config = ZeroTAConfig(
-            events=2, max_new_tokens=6, lookahead=True, lookahead_rollouts=rollouts, text_cache=False
+            events=2,
+            max_new_tokens=6,
+            lookahead=True,
+            lookahead_rollouts=rollouts,
+            text_cache=False,
+            guided_min_prob=0.0,  # every proposal judged, even where the LM is sure
         )
         contexts = ZeroTAPrefix(encoder, lm, config)(moments)  # before the spy: it embeds the vocabulary
         seen: list[int] = []
