@@ -9,7 +9,7 @@ too). A saved model is only ``config.json``.
 Example:
     >>> cap = ZeroShotCaptioner.build("embedded:shapes-clip", "embedded:shapes-gpt2")
     >>> cap.caption("assets/examples/shapes_0.png")  # doctest: +SKIP
-    ['a large yellow circle above a large yellow circle']
+    ['a picture of a large yellow circle in the center']
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ Losses (all K events in one batch per step):
 
 - **vision**. GPT-2 writes candidate captions from each event's context (no gradient: text is
   discrete): one CLIP-guided caption (GPT-2 proposes its top-k next tokens, CLIP picks among them
-  by the best of a few whole captions GPT-2 finishes after each, see `GuidedWriter.guided_decode`) and a few
+  by the best of a few whole captions GPT-2 finishes after each, with `mmgpt2.lm.guided`, the
+  library's one guided decoder, also behind `mmgpt2 caption --zero-shot`) and a few
   sampled ones; CLIP embeds them. Two differentiable terms
   use these fixed texts:
   (a) *matching*: the moment embeddings against the events' own captions (for each event, the one
@@ -39,8 +40,8 @@ Losses (all K events in one batch per step):
 
 After the last step each event's caption is the best of all GPT-2's candidates for it (over every
 round) by CLIP similarity to its final moment plus a small fluency bonus (mean log-prob under the
-unprefixed LM). That caption is then refined word by word (`GuidedWriter.refine`: GPT-2
-proposes, CLIP judges the whole edited caption) and competes once more with the rest. The captions
+unprefixed LM). That caption is then refined word by word (`mmgpt2.lm.guided.refine`: GPT-2
+proposes, the LM and CLIP judge the whole edited caption) and competes once more with the rest. The captions
 are always written by GPT-2, never retrieved from a list. Events are ranked by that similarity, adjacent events with the same caption are merged,
 near-duplicates dropped by temporal NMS, and segments turned into seconds.
 
