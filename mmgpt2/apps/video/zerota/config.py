@@ -39,14 +39,14 @@ class ZeroTAConfig(Config):
     # candidates
     samples_per_event: int = field(default=3, metadata=_AT_LEAST_0)
     guided_top_k: int = field(default=8, metadata=_AT_LEAST_1)
-    guided_clip_weight: float = field(default=0.5, metadata=_AT_LEAST_0)
+    guided_clip_weight: float = field(default=1.0, metadata=_AT_LEAST_0)
     # proposals GPT-2 gives less than this probability never win, and where only its first one is
     # left CLIP is not asked (no endings written): fewer rollouts, placed where the LM hesitates
     guided_min_prob: float = field(default=0.01, metadata={"min": 0.0, "max": 1.0})
     # CLIP judges each token GPT-2 proposes by the caption GPT-2 finishes greedily after it
     lookahead: bool = True
     # endings per proposal: the greedy one plus (n - 1) sampled ones; the best-matching counts
-    lookahead_rollouts: int = field(default=2, metadata=_AT_LEAST_0)
+    lookahead_rollouts: int = field(default=3, metadata=_AT_LEAST_0)
     # speed (see benchmarks/zerota.py): all rollouts of a token step in one batch that starts from
     # the KV cache of the pass that proposed the tokens; every CLIP text embedded once per video
     shared_rollouts: bool = True
