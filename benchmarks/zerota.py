@@ -20,6 +20,9 @@ ZeroCap-style: gradient steps per token swept) is drawn to --curve.
 
 Real size (`--encoder open_clip:ViT-L-14 --lm random:gpt2-medium`, random weights): only ZeroTA
 on one 60-s video, its seconds and peak memory (the quality of random weights means nothing).
+`--row` settings apply there too: a random GPT-2 gives every token about 1/50,000, so the default
+`guided_min_prob` would spare it all lookahead work; `--row worst guided_min_prob=0` times the
+case where every proposal is judged.
 
 Usage:
     python benchmarks/zerota.py                            # 20 held-out videos, 1 thread
@@ -189,6 +192,11 @@ def peak_memory_gb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
+def row_settings(rows: list[list[str]]) -> dict:
+    """The `--row NAME KEY=VALUE ...` settings, merged (real-size mode runs one ZeroTA)."""
+    return {k: json.loads(v) for _, *items in rows for k, v in (item.split("=", 1) for item in items)}
+
+
 def real_size(args, work: Path) -> None:
     """ZeroTA with real-size (random-weight) models on one 60-s video: seconds and peak memory."""
     from mmgpt2.apps.video.model import DenseVideoCaptioner
@@ -200,7 +208,7 @@ def real_size(args, work: Path) -> None:
             args.encoder,
             args.lm,
             sampling={**base.sampling.__dict__, "size": 224, "fps": args.fps},
-            **base.zerota.to_dict(),
+            **{**base.zerota.to_dict(), **row_settings(args.row)},
         )
         model.encoder.to(args.device)
         model.lm.to(args.device)
@@ -213,7 +221,8 @@ def real_size(args, work: Path) -> None:
         events = model.caption_features(feats, steps=steps)
     print(
         f"\nreal size on {args.device} (torch threads {args.threads}; shared machine): {args.encoder} + {args.lm}, "
-        f"one 60-s video, {len(feats.times)} frames at {args.fps} fps, {model.zerota.events} events, {steps} steps"
+        f"one 60-s video, {len(feats.times)} frames at {args.fps} fps, {model.zerota.events} events, {steps} steps, "
+        f"settings {row_settings(args.row) or 'as shipped'}"
     )
     print(f"{'part':<28}{'CPU s':>9}{'wall s':>9}")
     for name, c in (("load models", load), ("frames + features", frames), ("ZeroTA optimisation", optimise)):
