@@ -98,3 +98,15 @@ def test_the_text_cache_embeds_each_text_once(zero_shot, monkeypatch):
     again = texts(["a blue square"])
     assert seen == ["a red circle", "a blue square"] and torch.equal(again[0], first[1])
     assert torch.allclose(first.norm(dim=-1), torch.ones(3), atol=1e-5)
+
+
+def test_a_zero_shot_folder_saved_with_decoding_passes_still_loads(zero_shot, tmp_path):
+    import json
+
+    from mmgpt2.pipeline import load_pipeline
+
+    folder = zero_shot.save_pretrained(tmp_path / "zs")
+    config = json.loads((folder / "config.json").read_text())
+    config["guided"]["passes"] = 3  # what folders saved before refine existed hold
+    (folder / "config.json").write_text(json.dumps(config))
+    assert load_pipeline(folder).guided == zero_shot.guided

@@ -27,6 +27,8 @@ from mmgpt2.lm.guided import GuidedSettings, TextEmbeddings, guided_captions, lm
 from mmgpt2.paths import resolve_model_dir
 from mmgpt2.pipeline import FrozenPipeline, ImageLike, as_image_list
 
+RETIRED_SETTINGS = ("passes",)  # read from older saved folders, then ignored
+
 
 @dataclass
 class ZeroShotCaptionerConfig(Config):
@@ -68,7 +70,9 @@ class ZeroShotCaptioner(FrozenPipeline):
 
     @classmethod
     def from_app_config(cls, config: ZeroShotCaptionerConfig, encoder, lm) -> dict[str, Any]:
-        return {"prompt": config.prompt, "guided": GuidedSettings.from_dict(config.guided, source="guided")}
+        # Folders saved before `refine` replaced the decoding passes name `passes`; it no longer applies.
+        guided = {k: v for k, v in config.guided.items() if k not in RETIRED_SETTINGS}
+        return {"prompt": config.prompt, "guided": GuidedSettings.from_dict(guided, source="guided")}
 
     def _context(self) -> torch.Tensor:
         ids = [self.lm.eos_token_id] + self.lm.tokenize([self.prompt])[0]
