@@ -331,7 +331,7 @@ def refine(
     targets: torch.Tensor,
     ids: Sequence[Sequence[int]],
     settings: GuidedSettings | None = None,
-    passes: int = 2,
+    passes: int | None = None,
     clip_weight: float | None = None,
     to_text: Callable[[str], str] = str.strip,
 ) -> list[list[int]]:
@@ -344,15 +344,15 @@ def refine(
     ``log p_LM(caption) + w * log softmax(CLIP / T)`` against ``targets[i]``, with
     ``w = clip_weight`` (default the settings'). The LM scores the whole caption, not the one
     word, so an edit that breaks the words after it ("on the right" -> "is the right") loses.
-    Proposals under `min_prob` are not tried. Up to `passes` sweeps, fewer once a sweep changes
-    nothing; all rows edit in one batch.
+    Proposals under `min_prob` are not tried. Up to `passes` sweeps (default the settings'
+    `refine_passes`), fewer once a sweep changes nothing; all rows edit in one batch.
     """
     s = settings or GuidedSettings()
     weight = s.clip_weight if clip_weight is None else clip_weight
     targets = F.normalize(targets.float().to(lm.device), dim=-1)
     ids = [list(x) for x in ids]
     floor = math.log(max(s.min_prob, 1e-30))
-    for _ in range(passes):
+    for _ in range(s.refine_passes if passes is None else passes):
         changed = False
         # The LM's proposals at every position of every caption, from one pass over the captions
         # as they stand when the sweep starts (left-padded: caption i's token p is predicted at
@@ -411,5 +411,5 @@ def guided_captions(
     s = settings or GuidedSettings()
     ids = guided_decode(lm, texts, make_inputs, targets, s, to_text)
     if s.refine_passes:
-        ids = refine(lm, texts, make_inputs, targets, ids, s, s.refine_passes, to_text=to_text)
+        ids = refine(lm, texts, make_inputs, targets, ids, s, to_text=to_text)
     return ids

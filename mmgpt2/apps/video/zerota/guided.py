@@ -72,17 +72,13 @@ class GuidedWriter:
     def guided_decode(
         self, contexts: torch.Tensor, moments: torch.Tensor, lookahead: bool | None = None
     ) -> list[str]:
-        """GPT-2 writes each event's caption token by token from its context; at every step CLIP
-        re-ranks GPT-2's own top-k next tokens by how well the text with that token matches the
-        moment (MAGIC-style: ``log p_LM + w * log softmax(CLIP / T)``). GPT-2 proposes every word;
-        CLIP only chooses among its proposals, so the text stays GPT-2's.
+        """One caption per event, written by GPT-2 from its context while CLIP chooses among GPT-2's
+        proposals by how well they match the moment (`mmgpt2.lm.guided.guided_decode`).
 
-        With `lookahead` (default: the config's) CLIP judges each proposal by whole captions GPT-2
-        writes after it, not by the unfinished text: a tiny CLIP, like a large one, was trained on
-        whole captions and scores fragments ("a small") almost at random, while finished captions
-        it ranks well (see `benchmarks/zerota.py`, the "no lookahead" row). A proposal counts by the
-        best of `lookahead_rollouts` endings (the greedy one and sampled ones): the greedy ending
-        alone often stops after one object where the moment shows two.
+        With `lookahead` (default: the config's) CLIP judges each proposal by the best of
+        `lookahead_rollouts` whole captions GPT-2 finishes after it (the greedy ending and sampled
+        ones), not by the unfinished text: the greedy ending alone often stops after one object
+        where the moment shows two.
         """
         cfg = self.config
         ids = guided_decode(
@@ -96,7 +92,7 @@ class GuidedWriter:
         return [self.lm.decode(x) for x in ids]
 
     def guided_settings(self, lookahead: bool) -> GuidedSettings:
-        """The shared decoder's settings from ZeroTA's (ZeroTA refines its chosen caption itself)."""
+        """The shared decoder's settings from ZeroTA's."""
         cfg = self.config
         return GuidedSettings(
             top_k=cfg.guided_top_k,
@@ -109,6 +105,7 @@ class GuidedWriter:
             max_new_tokens=cfg.max_new_tokens,
             sample_top_k=cfg.sample_top_k,
             sample_temperature=cfg.sample_temperature,
+            refine_passes=cfg.refine_passes,
         )
 
     @torch.no_grad()
@@ -124,7 +121,6 @@ class GuidedWriter:
             moments,
             [lm.tokenize([t])[0] for t in texts],
             self.guided_settings(lookahead=False),
-            passes=cfg.refine_passes,
             clip_weight=cfg.refine_clip_weight,
             to_text=self.caption_text,
         )
