@@ -193,7 +193,7 @@ def peak_memory_gb(device: str) -> float:
 
 
 def row_settings(rows: list[list[str]]) -> dict:
-    """The `--row NAME KEY=VALUE ...` settings, merged (real-size mode runs one ZeroTA)."""
+    """The settings of `--row NAME KEY=VALUE ...` rows (JSON values), merged into one dict."""
     return {k: json.loads(v) for _, *items in rows for k, v in (item.split("=", 1) for item in items)}
 
 
@@ -318,8 +318,8 @@ def main() -> None:
     if args.ablations:
         zerota_rows["ZeroTA, no shared rollouts"] = {"shared_rollouts": False}
         zerota_rows["ZeroTA, neither (before)"] = {"shared_rollouts": False, "text_cache": False}
-    for name, *settings in args.row:
-        zerota_rows[name] = {k: json.loads(v) for k, v in (item.split("=", 1) for item in settings)}
+    for row in args.row:
+        zerota_rows[row[0]] = row_settings([row])
     cache: dict = {}
     table = {}
     for name, setting in zerota_rows.items():
