@@ -67,6 +67,38 @@ def test_refine_with_clip_alone_never_lowers_the_match(zero_shot, scenes):
     assert bool((sims(refined) >= sims(start) - 1e-5).all()) and refined != start
 
 
+class ScriptedClip:
+    """A stand-in for CLIP's text side: cosine 1 for `goal`, 0.5 for `start`, 0.2 for a text with
+    one of the goal's two new words, 0 otherwise. One-word edits from `start` only lose; the
+    two-word edit wins."""
+
+    def __init__(self, start: str, goal: str, words: tuple[str, str]):
+        self.start, self.goal, self.words = start, goal, words
+
+    def cosine(self, text: str) -> float:
+        if text == self.goal:
+            return 1.0
+        if text == self.start:
+            return 0.5
+        return 0.2 if any(w in text.split() for w in self.words) else 0.0
+
+    def __call__(self, texts):
+        c = torch.tensor([self.cosine(t) for t in texts])
+        return torch.stack([c, (1 - c**2).sqrt()], dim=-1)  # unit vectors; the target is (1, 0)
+
+
+@pytest.mark.parametrize("pairs", [0, 2])
+def test_two_word_edits_get_past_what_no_one_word_edit_improves(zero_shot, pairs):
+    lm, make = zero_shot.lm, inputs_after_eos(zero_shot.lm)
+    start, goal = "a large purple cross at the top", "a large red circle at the top"
+    clip = ScriptedClip(start, goal, ("red", "circle"))
+    settings = guided.GuidedSettings(refine_passes=2, refine_pairs=pairs, min_prob=0.0, top_k=40)
+    refined = guided.refine(
+        lm, clip, make, torch.tensor([[1.0, 0.0]]), lm.tokenize([start]), settings, clip_weight=1e6
+    )
+    assert lm.decode(refined[0]).strip() == (goal if pairs else start)
+
+
 def test_zerota_and_the_zero_shot_captioner_both_decode_with_the_shared_decoder(
     zero_shot, scenes, monkeypatch
 ):

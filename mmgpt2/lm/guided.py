@@ -70,6 +70,9 @@ class GuidedSettings(Config):
     sample_temperature: float = field(default=1.0, metadata={"min": 1e-6})
     # after decoding, sweeps of word-by-word edits judged by CLIP on the whole caption (`refine`)
     refine_passes: int = field(default=2, metadata={"min": 0})
+    # two-word edits after each sweep: a small CLIP can like "cross ... square" and "circle ...
+    # circle" more than either half-way caption, which no one-word edit gets past (`refine`; 0: none)
+    refine_pairs: int = field(default=0, metadata={"min": 0})
 
 
 class TextEmbeddings:
@@ -323,6 +326,90 @@ def caption_logprobs(
     )
 
 
+def _proposals(lm, make_inputs: MakeInputs, ids: list[list[int]], s: GuidedSettings) -> list[list[list[int]]]:
+    """Per caption and position: the LM's top-k tokens there (given the words before it and the
+    row's context) other than the word in place, each with at least `min_prob`, from one pass."""
+    logp = F.log_softmax(lm(**make_inputs(list(range(len(ids))), ids)).float(), dim=-1)
+    top = logp.topk(min(s.top_k, logp.shape[-1]), dim=-1)
+    width, floor = logp.shape[1], math.log(max(s.min_prob, 1e-30))
+    out = []
+    for i, tokens in enumerate(ids):
+        # left-padded: caption i's token p is predicted at column width - len + p - 1
+        at = [width - len(tokens) + p - 1 for p in range(len(tokens))]
+        out.append(
+            [
+                [
+                    t
+                    for t, lp in zip(top.indices[i, a].tolist(), top.values[i, a].tolist())
+                    if t not in (lm.eos_token_id, tokens[p]) and lp >= floor
+                ]
+                for p, a in enumerate(at)
+            ]
+        )
+    return out
+
+
+class _Judge:
+    """Chooses each caption's best edit: ``log p_LM(whole caption) + w * log softmax(CLIP / T)``."""
+
+    def __init__(self, lm, texts, prior_inputs, targets, weight, s, to_text):
+        self.lm, self.texts, self.prior_inputs, self.targets = lm, texts, prior_inputs, targets
+        self.weight, self.s, self.to_text = weight, s, to_text
+
+    def clip(self, rows: Sequence[int], captions: Sequence[Sequence[int]]) -> torch.Tensor:
+        embedded = self.texts([self.to_text(self.lm.decode(c)) or "." for c in captions])
+        return (embedded * self.targets[list(rows)]).sum(-1)
+
+    def __call__(self, ids: list[list[int]], groups: dict[int, list[list[int]]]) -> bool:
+        """Each ``groups[i]`` (caption i as it stands first, then its edits) decides caption i;
+        all groups are judged in one batch. True if any caption changed."""
+        if not groups:
+            return False
+        flat = [e for group in groups.values() for e in group]
+        rows = [i for i, group in groups.items() for _ in group]
+        prior = caption_logprobs(self.lm, self.prior_inputs, rows, flat)
+        sims = self.clip(rows, flat)
+        changed, start = False, 0
+        for i, group in groups.items():
+            span = slice(start, start + len(group))
+            start += len(group)
+            best = int(steer(prior[span], sims[span], self.weight, self.s.clip_temperature).argmax())
+            if group[best] != ids[i]:
+                ids[i], changed = group[best], True
+        return changed
+
+
+def _pair_edits(
+    judge: _Judge, ids: list[list[int]], proposals: list[list[list[int]]], n: int
+) -> dict[int, list[list[int]]]:
+    """Per caption: itself, then its `n` two-word edits CLIP likes best. A pair is built from each
+    position's `n` one-word edits CLIP likes best, so CLIP reads about (5 n)^2 / 2 texts per
+    caption where every pair would be hundreds, and the LM judges only the `n` it keeps."""
+    groups = {}
+    for i, tokens in enumerate(ids):
+        singles = [(p, t) for p, options in enumerate(proposals[i]) for t in options]
+        if len({p for p, _ in singles}) < 2:
+            continue
+        sims = judge.clip([i] * len(singles), [tokens[:p] + [t] + tokens[p + 1 :] for p, t in singles])
+        best: dict[int, list[int]] = {}
+        for k in sims.argsort(descending=True).tolist():
+            p, t = singles[k]
+            if len(best.setdefault(p, [])) < n:
+                best[p].append(t)
+        positions = sorted(best)
+        pairs = []
+        for x, p in enumerate(positions):
+            for q in positions[x + 1 :]:
+                for a in best[p]:
+                    for b in best[q]:
+                        edited = list(tokens)
+                        edited[p], edited[q] = a, b
+                        pairs.append(edited)
+        keep = judge.clip([i] * len(pairs), pairs).argsort(descending=True)[:n].tolist()
+        groups[i] = [list(tokens)] + [pairs[k] for k in keep]
+    return groups
+
+
 @torch.no_grad()
 def refine(
     lm,
@@ -334,6 +421,7 @@ def refine(
     passes: int | None = None,
     clip_weight: float | None = None,
     to_text: Callable[[str], str] = str.strip,
+    prior_inputs: MakeInputs | None = None,
 ) -> list[list[int]]:
     """Each caption `ids[i]` improved by word-by-word edits the LM proposes and CLIP judges.
 
@@ -343,53 +431,34 @@ def refine(
     context), each proposal is put in place, and the whole edited caption is judged:
     ``log p_LM(caption) + w * log softmax(CLIP / T)`` against ``targets[i]``, with
     ``w = clip_weight`` (default the settings'). The LM scores the whole caption, not the one
-    word, so an edit that breaks the words after it ("on the right" -> "is the right") loses.
-    Proposals under `min_prob` are not tried. Up to `passes` sweeps (default the settings'
-    `refine_passes`), fewer once a sweep changes nothing; all rows edit in one batch.
+    word, so an edit that breaks the words after it ("on the right" -> "is the right") loses;
+    it reads the caption after `prior_inputs` (default `make_inputs`: the row's context).
+    Proposals under `min_prob` are not tried. With `refine_pairs` = n > 0, each sweep ends with
+    two-word edits (see `_pair_edits`): "a red cross above a purple square" -> "a red triangle
+    above a purple circle" when CLIP likes neither one-word step. Up to `passes` sweeps (default
+    the settings' `refine_passes`), fewer once a sweep changes nothing; all rows edit in one batch.
     """
     s = settings or GuidedSettings()
     weight = s.clip_weight if clip_weight is None else clip_weight
     targets = F.normalize(targets.float().to(lm.device), dim=-1)
+    judge = _Judge(lm, texts, prior_inputs or make_inputs, targets, weight, s, to_text)
     ids = [list(x) for x in ids]
-    floor = math.log(max(s.min_prob, 1e-30))
     for _ in range(s.refine_passes if passes is None else passes):
+        # Proposals from one pass over the captions as they stand when the sweep starts; options
+        # under `min_prob` are not tried, so positions where the LM is sure cost nothing.
+        proposals = _proposals(lm, make_inputs, ids, s)
         changed = False
-        # The LM's proposals at every position of every caption, from one pass over the captions
-        # as they stand when the sweep starts (left-padded: caption i's token p is predicted at
-        # column width - len + p - 1). Options under `min_prob` are not tried, so positions where
-        # the LM is sure ("to the left of") cost nothing.
-        logp = F.log_softmax(lm(**make_inputs(list(range(len(ids))), ids)).float(), dim=-1)
-        top = logp.topk(min(s.top_k, logp.shape[-1]), dim=-1)
-        width = logp.shape[1]
         for pos in range(max((len(x) for x in ids), default=0)):
-            edits, owner = [], []
-            for i, tokens in enumerate(ids):
-                if pos >= len(tokens):
-                    continue
-                at = width - len(tokens) + pos - 1
-                proposed = [
-                    t
-                    for t, lp in zip(top.indices[i, at].tolist(), top.values[i, at].tolist())
-                    if t != lm.eos_token_id and lp >= floor
-                ]
-                # keep the word, or put one of the LM's own proposals in its place
-                options = list(dict.fromkeys([tokens[pos], *proposed]))
-                if len(options) > 1:
-                    edits.append([tokens[:pos] + [t] + tokens[pos + 1 :] for t in options])
-                    owner.append(i)
-            if not edits:
-                continue
-            flat = [e for group in edits for e in group]
-            rows = [i for i, group in zip(owner, edits) for _ in group]
-            prior = caption_logprobs(lm, make_inputs, rows, flat)
-            sims = (texts([to_text(lm.decode(e)) or "." for e in flat]) * targets[rows]).sum(-1)
-            start = 0
-            for i, group in zip(owner, edits):
-                span = slice(start, start + len(group))
-                start += len(group)
-                best = int(steer(prior[span], sims[span], weight, s.clip_temperature).argmax())
-                if group[best] != ids[i]:
-                    ids[i], changed = group[best], True
+            groups = {
+                i: [tokens] + [tokens[:pos] + [t] + tokens[pos + 1 :] for t in proposals[i][pos]]
+                for i, tokens in enumerate(ids)
+                if pos < len(tokens) and proposals[i][pos]
+            }
+            changed |= judge(ids, groups)
+        if s.refine_pairs:
+            changed |= judge(
+                ids, _pair_edits(judge, ids, _proposals(lm, make_inputs, ids, s), s.refine_pairs)
+            )
         if not changed:
             break
     return ids
