@@ -57,6 +57,10 @@ class ZeroTAConfig(Config):
     # after the final choice, passes of word-by-word edits: at each position GPT-2 proposes its
     # top-k tokens and CLIP judges the whole edited caption (0 disables)
     refine_passes: int = field(default=2, metadata=_AT_LEAST_0)
+    # each pass ends with two-word edits, this many per position and per caption (0: none); see
+    # `mmgpt2.lm.guided.refine`. The LM judges edits by the caption's words alone (no prefix): the
+    # prefix is a rough fit of the moment after a few steps, and CLIP judges what the words say.
+    refine_pairs: int = field(default=2, metadata=_AT_LEAST_0)
     refine_clip_weight: float = field(default=2.0, metadata=_AT_LEAST_0)
     regenerate_every: int = field(default=4, metadata=_AT_LEAST_1)
     max_new_tokens: int = field(default=14, metadata=_AT_LEAST_1)

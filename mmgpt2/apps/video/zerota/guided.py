@@ -13,10 +13,11 @@ from functools import cached_property
 import torch
 
 from mmgpt2.apps.video.zerota.config import ZeroTAConfig
+from mmgpt2.apps.video.zerota.prefix import hard_prompt_ids
 from mmgpt2.apps.video.zerota.scoring import share_prefix_position
 from mmgpt2.encoders import VisionEncoder
 from mmgpt2.lm import FrozenLM
-from mmgpt2.lm.guided import GuidedSettings, TextEmbeddings, guided_decode, refine
+from mmgpt2.lm.guided import GuidedSettings, TextEmbeddings, guided_decode, lm_inputs, refine
 
 
 class GuidedWriter:
@@ -55,6 +56,16 @@ class GuidedWriter:
     def _inputs_of(self, contexts: torch.Tensor):
         """The shared decoder's `make_inputs` over these event contexts."""
         return lambda rows, ids: self._generation_inputs(contexts[list(rows)], ids)
+
+    def _unprefixed_inputs(self, rows, ids: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Left-padded LM inputs of BOS + hard prompt, then each of `ids`: no context at all."""
+        empty = torch.zeros(len(rows), 0, self.lm.hidden_size, device=self.lm.device, dtype=self.lm.dtype)
+        return lm_inputs(self.lm, empty, [self.hard_ids + list(x) for x in ids])
+
+    @cached_property
+    def hard_ids(self) -> list[int]:
+        """BOS + hard prompt: what GPT-2 reads before a caption when no prefix is given."""
+        return hard_prompt_ids(self.lm, self.config)
 
     def _generate(self, contexts: torch.Tensor, **gen_kwargs) -> list[str]:
         from mmgpt2.lm.decoding import decode
@@ -106,13 +117,15 @@ class GuidedWriter:
             sample_top_k=cfg.sample_top_k,
             sample_temperature=cfg.sample_temperature,
             refine_passes=cfg.refine_passes,
+            refine_pairs=cfg.refine_pairs,
         )
 
     @torch.no_grad()
     def refine(self, contexts: torch.Tensor, moments: torch.Tensor, texts: list[str]) -> list[str]:
         """Each event's caption improved word by word (`mmgpt2.lm.guided.refine`): at each position
         GPT-2 proposes its top-k tokens, and CLIP judges the whole edited caption against the
-        moment with ``w = refine_clip_weight``. `refine_passes` sweeps."""
+        moment with ``w = refine_clip_weight``, GPT-2 by the caption alone (BOS + hard prompt, no
+        prefix). `refine_passes` sweeps, each ending with `refine_pairs` two-word edits."""
         cfg, lm = self.config, self.lm
         ids = refine(
             lm,
@@ -123,6 +136,7 @@ class GuidedWriter:
             self.guided_settings(lookahead=False),
             clip_weight=cfg.refine_clip_weight,
             to_text=self.caption_text,
+            prior_inputs=self._unprefixed_inputs,
         )
         return [lm.decode(x) for x in ids]
 

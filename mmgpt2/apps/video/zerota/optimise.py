@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import torch
 from torch.nn import functional as F
@@ -18,7 +17,7 @@ from mmgpt2.apps.video.moments import (
 from mmgpt2.apps.video.zerota.config import Event, ZeroTAConfig
 from mmgpt2.apps.video.zerota.guided import GuidedWriter
 from mmgpt2.apps.video.zerota.postprocess import postprocess
-from mmgpt2.apps.video.zerota.prefix import ProjectionCache, ZeroTAPrefix, hard_prompt_ids
+from mmgpt2.apps.video.zerota.prefix import ProjectionCache, ZeroTAPrefix
 from mmgpt2.apps.video.zerota.scoring import sequence_logprobs, unprefixed_fluency, unprefixed_logits
 from mmgpt2.encoders import VisionEncoder
 from mmgpt2.errors import Mmgpt2Error
@@ -102,10 +101,10 @@ class ZeroTA:
         self.projections = projections if projections is not None else ProjectionCache()
         self.writer = GuidedWriter(encoder, lm, self.config)
 
-    @cached_property
+    @property
     def hard_ids(self) -> list[int]:
         """BOS + hard prompt: what the unprefixed LM (the fluency reference) reads first."""
-        return hard_prompt_ids(self.lm, self.config)
+        return self.writer.hard_ids
 
     @property
     def n_prefix(self) -> int:
