@@ -276,3 +276,23 @@ def test_zerocap_style_baseline_writes_a_caption_after_its_prompt(models, feats)
     settings = ZeroCapSettings(steps_per_token=1, max_tokens=4, top_k=16)
     text = zerocap_caption(encoder, lm, feats.features[:4].mean(0), settings)
     assert text.startswith("a picture of") and 4 <= len(text.split()) <= 3 + 4
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_each_events_best_candidates_are_refined_together(models, feats, monkeypatch, n):
+    """`refine_candidates` = n: one refine batch holds each event's n best distinct candidates."""
+    encoder, lm = models
+    zerota = ZeroTA(encoder, lm, ZeroTAConfig(**FAST, events=2, refine_candidates=n))
+    seen: list[tuple[int, list[str]]] = []
+    original = zerota.writer.refine
+
+    def spy(contexts, moments, texts):
+        seen.append((contexts.shape[0], list(texts)))
+        return original(contexts, moments, texts)
+
+    monkeypatch.setattr(zerota.writer, "refine", spy)
+    zerota.run(feats.features, feats.times, feats.duration)
+    assert len(seen) == 1
+    rows, texts = seen[0]
+    assert rows == len(texts) == 2 * n
+    assert all(len(set(texts[i * n : (i + 1) * n])) == n for i in range(2))

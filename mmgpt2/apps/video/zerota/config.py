@@ -61,6 +61,8 @@ class ZeroTAConfig(Config):
     # `mmgpt2.lm.guided.refine`. The LM judges edits by the caption's words alone (no prefix): the
     # prefix is a rough fit of the moment after a few steps, and CLIP judges what the words say.
     refine_pairs: int = field(default=2, metadata=_AT_LEAST_0)
+    # how many of each event's best candidates (by the final choice's score) are refined
+    refine_candidates: int = field(default=2, metadata=_AT_LEAST_0)
     refine_clip_weight: float = field(default=2.0, metadata=_AT_LEAST_0)
     regenerate_every: int = field(default=4, metadata=_AT_LEAST_1)
     max_new_tokens: int = field(default=14, metadata=_AT_LEAST_1)
