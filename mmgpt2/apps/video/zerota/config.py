@@ -26,7 +26,7 @@ class ZeroTAConfig(Config):
     """
 
     events: int = field(default=3, metadata=_AT_LEAST_1)
-    steps: int = field(default=8, metadata=_AT_LEAST_0)
+    steps: int = field(default=4, metadata=_AT_LEAST_0)
     # context: [soft prompt | projected moment | BOS + hard prompt]
     soft_prompt_init: str = "a picture of"
     moment_tokens: int = field(default=2, metadata=_AT_LEAST_1)
@@ -46,7 +46,7 @@ class ZeroTAConfig(Config):
     # CLIP judges each token GPT-2 proposes by the caption GPT-2 finishes greedily after it
     lookahead: bool = True
     # endings per proposal: the greedy one plus (n - 1) sampled ones; the best-matching counts
-    lookahead_rollouts: int = field(default=3, metadata=_AT_LEAST_0)
+    lookahead_rollouts: int = field(default=2, metadata=_AT_LEAST_0)
     # speed (see benchmarks/zerota.py): all rollouts of a token step in one batch that starts from
     # the KV cache of the pass that proposed the tokens; every CLIP text embedded once per video
     shared_rollouts: bool = True
