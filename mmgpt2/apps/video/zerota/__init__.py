@@ -40,8 +40,9 @@ Losses (all K events in one batch per step):
 
 After the last step each event's caption is the best of all GPT-2's candidates for it (over every
 round) by CLIP similarity to its final moment plus a small fluency bonus (mean log-prob under the
-unprefixed LM). That caption is then refined word by word (`mmgpt2.lm.guided.refine`: GPT-2
-proposes, the LM and CLIP judge the whole edited caption) and competes once more with the rest. The captions
+unprefixed LM). The best two (`refine_candidates`) are then refined one and two words at a time
+(`mmgpt2.lm.guided.refine`: GPT-2 proposes, CLIP and the unprefixed LM judge the whole edited
+caption) and compete once more with the rest. The captions
 are always written by GPT-2, never retrieved from a list. Events are ranked by that similarity, adjacent events with the same caption are merged,
 near-duplicates dropped by temporal NMS, and segments turned into seconds.
 
