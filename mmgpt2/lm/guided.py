@@ -384,8 +384,9 @@ def _pair_edits(
     judge: _Judge, ids: list[list[int]], proposals: list[list[list[int]]], n: int
 ) -> dict[int, list[list[int]]]:
     """Per caption: itself, then its `n` two-word edits CLIP likes best. A pair is built from each
-    position's `n` one-word edits CLIP likes best, so CLIP reads about (5 n)^2 / 2 texts per
-    caption where every pair would be hundreds, and the LM judges only the `n` it keeps."""
+    position's `n` one-word edits CLIP likes best, so with k positions open (about 5 in a shapes
+    caption) CLIP reads the one-word edits plus about (k n)^2 / 2 pairs, where every pair would be
+    hundreds, and the LM judges only the `n` pairs it keeps."""
     groups = {}
     for i, tokens in enumerate(ids):
         singles = [(p, t) for p, options in enumerate(proposals[i]) for t in options]
